@@ -1,0 +1,136 @@
+"""Approving a draft order: the write side of the transactional outbox.
+
+``approve_draft_order`` marks the order APPROVED and writes a
+``PushRequested`` event to ``outbox_event`` in ONE transaction: either both
+are committed or neither is, so an approved order is never left without its
+push request and no event announces an order that was not approved. The
+relay publishes the event to Kafka afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from domain.errors import OrderFlowError
+from domain.idempotency import generate_idempotency_key
+from domain.model import DraftOrder, DraftOrderStatus
+from domain.records import (
+    AGGREGATE_DRAFT_ORDER,
+    EVENT_PUSH_REQUESTED,
+    OutboxEvent,
+    order_to_json,
+    utc_now,
+)
+from domain.repositories import DuplicateKeyError, UnitOfWork
+
+_TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+class OrderAlreadyApproved(OrderFlowError):  # noqa: N818 - public name of the contract
+    """The draft order was approved before; approving again writes nothing."""
+
+    def __init__(self, org_id: uuid.UUID, order_id: uuid.UUID) -> None:
+        super().__init__(f"Draft order {order_id} of organisation {org_id} is already approved")
+        self.org_id = org_id
+        self.order_id = order_id
+
+
+def new_traceparent() -> str:
+    """Return a new W3C ``traceparent`` (version 00, random ids, sampled)."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def build_push_requested(
+    order: DraftOrder, *, occurred_at: datetime, traceparent: str | None = None
+) -> OutboxEvent:
+    """Return the ``PushRequested`` outbox event of an approved ``order``.
+
+    The payload is the order as JSON (decimals as strings) plus
+    ``approved_at``; the headers are the pipeline's standard set, attempt 0.
+    """
+    if occurred_at.tzinfo is None:
+        raise ValueError("occurred_at must be timezone-aware")
+    if traceparent is None:
+        traceparent = new_traceparent()
+    elif not _TRACEPARENT.match(traceparent):
+        raise ValueError(f"Invalid W3C traceparent: {traceparent!r}")
+    event_id = uuid.uuid4()
+    occurred = occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    headers = {
+        "event_id": str(event_id),
+        "event_type": EVENT_PUSH_REQUESTED,
+        "idempotency_key": generate_idempotency_key(order.org_id, order.id, 0),
+        "org_id": str(order.org_id),
+        "attempt": "0",
+        "occurred_at": occurred,
+        "traceparent": traceparent,
+    }
+    payload = order_to_json(order)
+    payload["approved_at"] = occurred
+    return OutboxEvent(
+        event_id=event_id,
+        aggregate_type=AGGREGATE_DRAFT_ORDER,
+        aggregate_id=order.id,
+        org_id=order.org_id,
+        event_type=EVENT_PUSH_REQUESTED,
+        payload=payload,
+        headers=headers,
+        created_at=occurred_at,
+    )
+
+
+def approve_draft_order(
+    uow: UnitOfWork,
+    org_id: uuid.UUID | str,
+    order: DraftOrder,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    traceparent: str | None = None,
+) -> OutboxEvent:
+    """Approve ``order`` for ``org_id`` and request its push, in one transaction.
+
+    A new order is inserted, an existing DRAFT is overwritten with
+    ``order``'s fields; both become APPROVED. Returns the stored outbox event.
+    ``traceparent`` continues the caller's trace (a new one is started if
+    omitted).
+
+    Raises ``ValueError`` if the order belongs to another organisation,
+    ``OrderAlreadyApproved`` if it was approved before, and
+    ``DuplicateKeyError`` if its order number is used by another order (or a
+    concurrent approval inserted it first); nothing is written in any of
+    these cases.
+    """
+    org = uuid.UUID(str(org_id))
+    if order.org_id != org:
+        raise ValueError(
+            f"Draft order {order.id} belongs to organisation {order.org_id}, not {org}"
+        )
+    now = clock()
+    with uow:
+        # Locking the row serialises concurrent approvals of one order, so
+        # exactly one of them writes the event (and events of one order are
+        # committed in sequence order).
+        current = uow.draft_orders.get(org, order.id, for_update=True)
+        if current is not None and current.status is DraftOrderStatus.APPROVED:
+            raise OrderAlreadyApproved(org, order.id)
+        namesake = uow.draft_orders.get_by_number(org, order.order_number)
+        if namesake is not None and namesake.id != order.id:
+            raise DuplicateKeyError(
+                f"Order number {order.order_number!r} is already used by draft order "
+                f"{namesake.id} in organisation {org}"
+            )
+        approved = replace(order, status=DraftOrderStatus.APPROVED)
+        if current is None:
+            uow.draft_orders.add(approved, now=now)
+        else:
+            uow.draft_orders.update(approved, now=now)
+        event = uow.outbox.add(
+            build_push_requested(approved, occurred_at=now, traceparent=traceparent)
+        )
+        uow.commit()
+    return event
