@@ -260,7 +260,14 @@ class FakeUnitOfWork(UnitOfWork):
     """A unit of work over a ``FakeDatabase`` with real commit/rollback semantics.
 
     ``outbox_fails_with`` makes every ``outbox.add`` raise (to test atomicity).
+    Interleaving two units over one database is not modelled: the last
+    commit wins wholesale.
     """
+
+    connections: FakeConnectionStore
+    push_log: FakePushLogStore
+    draft_orders: FakeDraftOrderStore
+    outbox: FakeOutboxStore
 
     def __init__(
         self,
