@@ -1,0 +1,1 @@
+"""Launchers for the local PostgreSQL, Kafka and sshd processes (one module each)."""
