@@ -1,0 +1,62 @@
+# OrderFlow developer entry points (run `make help`).
+# Local services need no Docker: `make infra-up` starts PostgreSQL 15, Apache Kafka 4 (KRaft)
+# and an OpenSSH SFTP server on 127.0.0.1 and writes $(INFRA_DIR)/endpoints.env.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+INFRA_DIR := $(if $(ORDERFLOW_INFRA_DIR),$(ORDERFLOW_INFRA_DIR),$(CURDIR)/.infra)
+ENDPOINTS := $(INFRA_DIR)/endpoints.env
+PYTEST_ARGS ?=
+
+# Run a command with the endpoints of `make infra-up` exported.
+WITH_ENDPOINTS = set -a && source "$(ENDPOINTS)" && set +a &&
+
+.PHONY: help venv deps-system infra-up infra-down infra-status infra-clean migrate test lint demo
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create .venv and install the project with dev extras (pinned)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+deps-system: ## install Debian packages postgresql, openssh-server (and java, maven) if missing
+	@bash infra/deps_system.sh
+
+infra-up: venv deps-system ## start (or reuse) local PostgreSQL, Kafka and SFTP
+	$(PY) -m infra up
+
+infra-down: ## stop the local services
+	@if [ -x $(PY) ]; then $(PY) -m infra down; else python3 -m infra down; fi
+
+infra-status: ## show the local services
+	@if [ -x $(PY) ]; then $(PY) -m infra status; else python3 -m infra status; fi
+
+infra-clean: infra-down ## stop the local services and delete their state (data, keys, logs)
+	rm -rf "$(INFRA_DIR)"
+
+migrate: venv ## apply database migrations (to DATABASE_URL, else the local PostgreSQL)
+	@if [ -z "$${DATABASE_URL:-}" ] && [ -f "$(ENDPOINTS)" ]; then set -a; source "$(ENDPOINTS)"; set +a; fi; \
+	$(PY) -m entrypoints.cli db upgrade
+
+test: venv deps-system infra-up ## run the whole test suite against the local services
+	@set -a; source "$(ENDPOINTS)"; set +a; \
+	rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ "$$rc" -eq 5 ]; then echo "make test: pytest ran no tests (exit 5): failing" >&2; exit 1; fi; \
+	exit $$rc
+
+lint: venv ## ruff + mypy --strict
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+demo: venv deps-system infra-up ## run the end-to-end demo against the local services
+	$(WITH_ENDPOINTS) $(PY) -m entrypoints.demo
