@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from infra.compose import compose_endpoints
+from infra.layout import default_state_dir
 from infra.local import ALL_SERVICES, InfraError, down, ensure_up, read_endpoints, status
 
 
@@ -26,9 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "command",
-        choices=("up", "down", "status", "env"),
+        choices=("up", "down", "status", "env", "compose-env"),
         help="up: start/reuse and print endpoints; down: stop; status: show; "
-        "env: print the endpoints of the last `up`",
+        "env: print the endpoints of the last `up`; "
+        "compose-env: prepare keys for docker-compose.yml and print its endpoints",
     )
     parser.add_argument(
         "--services",
@@ -56,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "status":
             for entry in status(state_dir=args.state_dir):
                 print(entry.line())
+        elif args.command == "compose-env":
+            script = compose_endpoints(args.state_dir).env_script()
+            target = (args.state_dir or default_state_dir()).resolve() / "compose" / "endpoints.env"
+            target.write_text(script)
+            sys.stdout.write(script)
+            _progress(f"wrote {target}")
         else:
             last = read_endpoints(state_dir=args.state_dir)
             if last is None:

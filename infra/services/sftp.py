@@ -55,7 +55,8 @@ def host_key_line(layout: Layout) -> str:
     return f"{pub[0]} {pub[1]}"
 
 
-def _keygen(path: Path, comment: str) -> None:
+def keygen(path: Path, comment: str) -> None:
+    """Create an ed25519 key pair at ``path`` / ``path.pub`` unless both exist."""
     if path.exists() and path.with_suffix(".pub").exists():
         return
     path.unlink(missing_ok=True)
@@ -108,8 +109,8 @@ def prepare(layout: Layout, user: ServiceUser, port: int) -> None:
     layout.logs.mkdir(parents=True, exist_ok=True)
     os.chmod(layout.keys, 0o700)
     host_key = host_key_path(layout)
-    _keygen(host_key, "orderflow-infra-host")
-    _keygen(layout.client_key, "orderflow-infra-client")
+    keygen(host_key, "orderflow-infra-host")
+    keygen(layout.client_key, "orderflow-infra-client")
     os.chmod(host_key, 0o600)
     os.chmod(layout.client_key, 0o600)
     authorized = layout.sftp_root / "authorized_keys"
