@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Unprivileged system user that runs PostgreSQL and sshd when we are root.
+#: Unprivileged system user that runs PostgreSQL and sshd when we are root
+#: (override with $ORDERFLOW_SERVICE_USER).
 SERVICE_USER_NAME = "orderflow"
 
 #: How many log lines an error message quotes.
@@ -285,8 +286,9 @@ def service_user(create: bool = True) -> ServiceUser:
     """
     if os.geteuid() != 0:
         return current_user()
+    name = os.environ.get("ORDERFLOW_SERVICE_USER", SERVICE_USER_NAME)
     try:
-        entry = pwd.getpwnam(SERVICE_USER_NAME)
+        entry = pwd.getpwnam(name)
     except KeyError:
         if not create:
             return current_user()
@@ -300,7 +302,7 @@ def service_user(create: bool = True) -> ServiceUser:
                 "/nonexistent",
                 "--shell",
                 "/bin/sh",
-                SERVICE_USER_NAME,
+                name,
             ],
             check=False,
             capture_output=True,
@@ -309,9 +311,9 @@ def service_user(create: bool = True) -> ServiceUser:
         # Exit 9 = "username already in use" (created concurrently): fine.
         if result.returncode not in (0, 9):
             raise InfraError(
-                f"useradd {SERVICE_USER_NAME} failed ({result.returncode}): {result.stderr}"
+                f"useradd {name} failed ({result.returncode}): {result.stderr}"
             ) from None
-        entry = pwd.getpwnam(SERVICE_USER_NAME)
+        entry = pwd.getpwnam(name)
     return ServiceUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir or "/")
 
 
