@@ -32,9 +32,7 @@ def test_database_url_is_sqlalchemy_psycopg2_form(database_url: str) -> None:
 
 
 def test_postgres_answers_select_1(database_url: str) -> None:
-    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(
-        hide_password=False
-    )
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     conn = psycopg2.connect(dsn, connect_timeout=10)
     try:
         with conn.cursor() as cur:
