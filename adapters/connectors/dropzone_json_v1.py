@@ -95,7 +95,7 @@ MAX_REMOTE_DIR_CHARS = 1024
 _MAX_DECIMAL_EXPONENT = 1000
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_HOST = re.compile(r"^\[?[A-Za-z0-9._:%-]+\]?$")
+_HOST = re.compile(r"^\[?[A-Za-z0-9._:%][A-Za-z0-9._:%-]*\]?$")
 
 
 # --------------------------------------------------------------------------------------

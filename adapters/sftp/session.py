@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import paramiko
 from paramiko.ssh_exception import IncompatiblePeer
@@ -59,8 +60,48 @@ log = logging.getLogger("orderflow.sftp")
 SocketFactory = Callable[[str, int, float], socket.socket]
 
 
+def _resolve(host: str, port: int, timeout_s: float) -> list[Any]:
+    """``getaddrinfo`` bounded by ``timeout_s``.
+
+    The resolver call itself has no timeout and can hang for tens of seconds on a broken
+    DNS setup; running it in a daemon thread keeps ``timeout_s`` a real upper bound.
+    """
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            outcome["addresses"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="orderflow-sftp-resolve", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise TimeoutError("host name lookup timed out")
+    if "error" in outcome:
+        raise outcome["error"]
+    return list(outcome["addresses"])
+
+
 def _tcp_connect(host: str, port: int, timeout_s: float) -> socket.socket:
-    return socket.create_connection((host, port), timeout=timeout_s)
+    """Connect to the first reachable address of ``host``, all within ``timeout_s``."""
+    deadline = Deadline(timeout_s)
+    last_error: OSError = OSError("no addresses")
+    for family, kind, proto, _name, address in _resolve(host, port, timeout_s):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(deadline.remaining())
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+            if deadline.expired:
+                break
+            continue
+        return sock
+    raise last_error
 
 
 class Deadline:
@@ -221,6 +262,7 @@ def _authenticate(
     raised error has no ``__context__`` pointing at a paramiko exception.
     """
     tried: list[str] = []
+    accepted: list[str] = []  # more than one when the server demands several (partial auth)
     reasons: list[str] = []
     lost = False
     attempts: list[tuple[str, Callable[[], object]]] = []
@@ -237,6 +279,7 @@ def _authenticate(
         transport.auth_timeout = deadline.remaining()
         try:
             attempt()
+            accepted.append(method)
         except paramiko.BadAuthenticationType as exc:
             allowed = ", ".join(str(a) for a in exc.allowed_types) or "none"
             reasons.append(f"server does not accept {method} (allowed: {allowed})")
@@ -251,7 +294,7 @@ def _authenticate(
             reasons.append(f"connection lost during {method} ({type(exc).__name__})")
             break
     if transport.is_authenticated():
-        return "+".join(tried) if len(tried) > 1 else tried[-1]
+        return "+".join(accepted)
     detail = "; ".join(reasons) or "no credentials"
     message = (
         f"SSH authentication failed for user '{params.username}' at {params.where} "

@@ -167,6 +167,7 @@ def test_passphrase_without_key_is_flagged() -> None:
         ("password", 1234, "wrong_type"),
         ("host", "host name", "invalid"),
         ("host", "user@host", "invalid"),
+        ("host", "-oProxyCommand=x", "invalid"),
         ("username", "bob\n", "invalid"),
         ("remote_dir", "/a\x00b", "invalid"),
         ("remote_dir", "/a\nb", "invalid"),

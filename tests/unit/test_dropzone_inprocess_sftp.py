@@ -556,3 +556,51 @@ def test_no_secret_anywhere_on_failure_paths(
     assert_secret_free(secrets, *failures, connector)
     for record in caplog.records:
         assert_secret_free(secrets, record.getMessage(), record.args, vars(record))
+
+
+def test_key_rejected_then_password_accepted(sftpd: InProcessSftp,
+                                             connector: DropzoneJsonV1Connector) -> None:
+    stranger = _private_text(ed25519.Ed25519PrivateKey.generate())
+    result = connector.test_connection(config_for(sftpd, private_key=stranger))
+    assert result.success, result.error_message
+    assert result.details["auth_method"] == "password"
+
+
+def test_hanging_name_lookup_is_bounded_by_the_timeout(
+    monkeypatch: pytest.MonkeyPatch, connector: DropzoneJsonV1Connector
+) -> None:
+    release = threading.Event()
+
+    def hanging_getaddrinfo(*args, **kwargs):
+        release.wait(10)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_getaddrinfo)
+    config = {
+        "host": "sftp.invalid", "port": 22, "username": USERNAME, "password": PASSWORD,
+        "remote_dir": "/drop", "host_key_fingerprint": "SHA256:" + "A" * 43, "timeout_s": 0.3,
+    }
+    started = time.monotonic()
+    try:
+        with pytest.raises(ConnectorTransientError, match="Timed out connecting") as info:
+            connector.export(draft(), config)
+        assert info.value.stage == "reachable"
+        result = connector.test_connection(config)
+        assert (result.success, result.stage) == (False, "reachable")
+        assert time.monotonic() - started < 3
+    finally:
+        release.set()
+
+
+def test_unresolvable_host_is_transient(monkeypatch: pytest.MonkeyPatch,
+                                        connector: DropzoneJsonV1Connector) -> None:
+    def failing_getaddrinfo(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", failing_getaddrinfo)
+    config = {
+        "host": "sftp.invalid", "username": USERNAME, "password": PASSWORD,
+        "remote_dir": "/drop", "host_key_fingerprint": "SHA256:" + "A" * 43,
+    }
+    with pytest.raises(ConnectorTransientError, match=r"Cannot resolve host of sftp\.invalid:22"):
+        connector.export(draft(), config)
