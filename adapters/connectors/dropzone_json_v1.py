@@ -22,7 +22,7 @@ import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal, Inexact, InvalidOperation, Overflow, localcontext
 from typing import Any
 
 from adapters.connectors.base_connector import BaseConnector
@@ -275,11 +275,13 @@ def _decimal(value: object, path: str) -> Decimal:
     return number
 
 
-def _decimal_text(number: Decimal) -> str:
+def _decimal_text(number: Decimal, budget: _Budget) -> str:
     """Plain notation, scale kept ("2.50" stays "2.50"), no exponent, no negative zero."""
     if number.is_zero():
         number = abs(number)
-    return format(number, "f")
+    text = format(number, "f")
+    budget.spend(text)
+    return text
 
 
 def _line_number(value: object, path: str) -> int:
@@ -307,12 +309,13 @@ def build_document(draft_order: object, *, max_bytes: int = MAX_DOCUMENT_BYTES) 
     lines: list[dict[str, Any]] = []
     total = Decimal(0)
     seen: set[int] = set()
-    # Exact arithmetic: a precision large enough that no product or sum is ever rounded
-    # (operands are bounded by _MAX_DECIMAL_EXPONENT and by the size limit).
+    # Exact arithmetic: a precision far beyond any sane amount, and rounding trapped, so a
+    # line_total or total is never silently rounded (absurd inputs are refused instead).
     with localcontext() as context:
         context.prec = 100_000
         context.Emax = 10 * _MAX_DECIMAL_EXPONENT
         context.Emin = -10 * _MAX_DECIMAL_EXPONENT
+        context.traps[Inexact] = True
         for index, line in enumerate(raw_lines):
             path = f"lines[{index}]"
             line_no = _line_number(getattr(line, "line_no", None), f"{path}.line_no")
@@ -321,8 +324,14 @@ def build_document(draft_order: object, *, max_bytes: int = MAX_DOCUMENT_BYTES) 
             seen.add(line_no)
             quantity = _decimal(getattr(line, "quantity", None), f"{path}.quantity")
             unit_price = _decimal(getattr(line, "unit_price", None), f"{path}.unit_price")
-            line_total = quantity * unit_price
-            total += line_total
+            inexact = False
+            try:
+                line_total = quantity * unit_price
+                total += line_total
+            except (Inexact, Overflow):
+                inexact = True
+            if inexact:  # raised here so the decimal signal is not chained to it
+                raise DocumentError(f"{path} amounts are too large to compute exactly")
             lines.append(
                 {
                     "line_no": line_no,
@@ -333,11 +342,11 @@ def build_document(draft_order: object, *, max_bytes: int = MAX_DOCUMENT_BYTES) 
                         getattr(line, "description", ""), f"{path}.description", budget,
                         default="",
                     ),
-                    "quantity": _decimal_text(quantity),
+                    "quantity": _decimal_text(quantity, budget),
                     "unit": _text(getattr(line, "unit", "unit"), f"{path}.unit", budget,
                                   default="unit"),
-                    "unit_price": _decimal_text(unit_price),
-                    "line_total": _decimal_text(line_total),
+                    "unit_price": _decimal_text(unit_price, budget),
+                    "line_total": _decimal_text(line_total, budget),
                 }
             )
     lines.sort(key=lambda entry: int(entry["line_no"]))
@@ -354,7 +363,7 @@ def build_document(draft_order: object, *, max_bytes: int = MAX_DOCUMENT_BYTES) 
         "currency": _text(getattr(draft_order, "currency", None), "currency", budget),
         "notes": _text(getattr(draft_order, "notes", ""), "notes", budget, default=""),
         "lines": lines,
-        "total": _decimal_text(total),
+        "total": _decimal_text(total, budget),
     }
 
 

@@ -144,6 +144,20 @@ def test_bad_lines_are_rejected_with_the_field_path(line: OrderLine, message: st
         build_document(order(lines=(line,)))
 
 
+def test_amounts_that_cannot_be_computed_exactly_are_rejected() -> None:
+    # 60 001 significant digits: in range, but the product needs 120 000 digits.
+    huge = Decimal("7" * 60_001 + "E-60000")
+    with pytest.raises(DocumentError, match=r"lines\[0\] amounts are too large"):
+        build_document(order(lines=(OrderLine(1, "P", huge, huge),)))
+
+
+def test_decimal_digits_count_towards_the_size_limit() -> None:
+    long_number = Decimal("1." + "0" * 5000)
+    with pytest.raises(DocumentError, match="limit"):
+        build_document(order(lines=(OrderLine(1, "P", long_number, Decimal(1)),)),
+                       max_bytes=4000)
+
+
 def test_duplicate_line_numbers_are_rejected() -> None:
     lines = (OrderLine(1, "A", Decimal(1), Decimal(1)), OrderLine(1, "B", Decimal(1), Decimal(1)))
     with pytest.raises(DocumentError, match=r"lines\[1\].line_no 1 is used by more than one"):
