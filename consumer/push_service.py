@@ -187,26 +187,32 @@ class PushOrchestrator:
             return done
 
         latest: PushLogEntry | None = None
+        resumed = False
         for attempt in range(policy.total_attempts):
             if latest is not None:
-                self._wait_for_retry(latest, attempt - 1, policy.retry_delay_base)
+                self._wait_for_retry(latest, attempt - 1, policy.retry_delay_base, resumed)
             entry, claim = self._acquire(org, draft_order, attempt)
             if claim is not None:
                 entry = self._run(claim, draft_order, attempt, policy)
             if entry.status is not PushStatus.RETRYING:
                 return entry
-            latest = entry
+            latest, resumed = entry, claim is None
         assert latest is not None  # total_attempts >= 1 and every path sets it
         return latest
 
     # -- steps ----------------------------------------------------------------
 
-    def _wait_for_retry(self, previous: PushLogEntry, attempt: int, base: float) -> None:
-        """Sleep until retry ``attempt + 1`` is due after the RETRYING row ``previous``."""
+    def _wait_for_retry(
+        self, previous: PushLogEntry, attempt: int, base: float, resumed: bool
+    ) -> None:
+        """Sleep ``retry_delay(attempt, base)`` before the next attempt.
+
+        When ``previous`` (RETRYING) was written by an earlier call, only what
+        is left of the delay since it was written is waited.
+        """
         delay = retry_delay(attempt, base)
         due = previous.retry_due_at(delay)
-        if due is not None:
-            # A row written by an earlier call may already be (partly) waited out.
+        if resumed and due is not None:
             delay = max(0.0, min(delay, (due - self._clock()).total_seconds()))
         if delay > 0:
             logger.info("Retrying %s in %.1f s", previous.idempotency_key, delay)
