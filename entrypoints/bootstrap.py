@@ -1,0 +1,117 @@
+"""Composition root: the one place that picks adapters and wires them together.
+
+Every function takes each collaborator as a keyword argument and builds the
+production default only when it is not given (cosmicpython's bootstrap), so
+tests, the CLI and the workers share the wiring and swap what they need.
+Nothing here connects at import time: engines connect on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.connectors.registry import ConnectorRegistry
+from adapters.crypto.encryption import ConfigCipher
+from adapters.postgres.engine import make_engine as _make_engine
+from adapters.postgres.engine import make_session_factory
+from adapters.postgres.unit_of_work import SessionUnitOfWork, SqlAlchemyUnitOfWork
+from consumer.push_service import ConfigDecryptor, ConnectorLookup, PushOrchestrator
+from domain.repositories import UnitOfWork
+
+DATABASE_URL_ENV = "DATABASE_URL"
+
+
+def database_url_from_env() -> str:
+    """Return ``$DATABASE_URL`` or raise a clear error."""
+    url = os.environ.get(DATABASE_URL_ENV)
+    if not url:
+        raise RuntimeError(f"{DATABASE_URL_ENV} is not set (postgresql+psycopg2://...)")
+    return url
+
+
+def make_engine(database_url: str | None = None) -> Engine:
+    """Return an engine for ``database_url`` (default ``$DATABASE_URL``); does not connect."""
+    return _make_engine(database_url or database_url_from_env())
+
+
+def session_factory(
+    *, engine: Engine | None = None, database_url: str | None = None
+) -> sessionmaker[Session]:
+    """Return a session factory over ``engine`` (default: a new engine for ``database_url``)."""
+    return make_session_factory(engine if engine is not None else make_engine(database_url))
+
+
+def sql_unit_of_work(
+    *,
+    session: Session | None = None,
+    session_factory: sessionmaker[Session] | None = None,
+    database_url: str | None = None,
+) -> UnitOfWork:
+    """Return a SQL unit of work.
+
+    Over ``session`` if given (the caller owns it), else a new session per
+    ``with`` block from ``session_factory`` (default: one for ``database_url``).
+    """
+    if session is not None:
+        return SessionUnitOfWork(session)
+    if session_factory is None:
+        session_factory = make_session_factory(make_engine(database_url))
+    return SqlAlchemyUnitOfWork(session_factory)
+
+
+def unit_of_work_for_session(session: object) -> UnitOfWork:
+    """Return a unit of work over a caller-owned SQLAlchemy ``session``.
+
+    Used by ``PushOrchestrator(db_session)``; anything but a ``Session`` is
+    refused with a clear ``TypeError``.
+    """
+    if not isinstance(session, Session):
+        raise TypeError(
+            f"db_session must be a sqlalchemy.orm.Session, got {type(session).__name__}"
+        )
+    return SessionUnitOfWork(session)
+
+
+def default_registry() -> ConnectorLookup:
+    """Return the connector registry (built-ins and entry-point plugins)."""
+    return ConnectorRegistry
+
+
+def default_cipher() -> ConfigDecryptor:
+    """Return the config cipher keyed from ``ENCRYPTION_MASTER_KEY``.
+
+    Built eagerly so a missing or malformed key stops the process at start-up,
+    instead of failing (and permanently marking FAILED) every push.
+    """
+    return ConfigCipher.from_env()
+
+
+def build_push_orchestrator(
+    session: Session | None = None,
+    *,
+    uow: UnitOfWork | None = None,
+    registry: ConnectorLookup | None = None,
+    cipher: ConfigDecryptor | None = None,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    database_url: str | None = None,
+) -> PushOrchestrator:
+    """Return a ``PushOrchestrator`` wired to PostgreSQL, the registry and the cipher.
+
+    The unit of work is, in order: ``uow``, one over ``session``, or one
+    opening sessions on ``database_url`` (default ``$DATABASE_URL``).
+    """
+    if uow is None:
+        uow = sql_unit_of_work(session=session, database_url=database_url)
+    return PushOrchestrator(
+        uow=uow,
+        registry=registry if registry is not None else default_registry(),
+        cipher=cipher if cipher is not None else default_cipher(),
+        sleep=sleep,
+        clock=clock,
+    )
