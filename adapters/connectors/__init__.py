@@ -1,0 +1,1 @@
+"""ERP connector adapters: implementations of ``domain.ports.ERPConnectorPort``."""
