@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from domain.errors import ConnectorConfigError
@@ -18,7 +18,7 @@ from domain.errors import ConnectorConfigError
 MASK = "***"
 
 
-class FieldType(str, Enum):
+class FieldType(StrEnum):
     """The JSON types a configuration value may have."""
 
     STRING = "string"
@@ -29,7 +29,7 @@ class FieldType(str, Enum):
     ARRAY = "array"
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     """Stable machine-readable codes of configuration errors."""
 
     REQUIRED = "required"
@@ -86,7 +86,7 @@ class ConfigField:
             return [self._error(ErrorCode.WRONG_TYPE, f"must be of type {self.type.value}")]
         if not isinstance(value, python_types):
             return [self._error(ErrorCode.WRONG_TYPE, f"must be of type {self.type.value}")]
-        if self.type is FieldType.STRING and self.required and not value.strip():
+        if isinstance(value, str) and self.required and not value.strip():
             return [self._error(ErrorCode.EMPTY, "must not be empty")]
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(str(choice) for choice in self.choices)

@@ -6,25 +6,25 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class DraftOrderStatus(str, Enum):
+class DraftOrderStatus(StrEnum):
     """Lifecycle of a draft order."""
 
     DRAFT = "DRAFT"
     APPROVED = "APPROVED"
 
 
-class ConnectionStatus(str, Enum):
+class ConnectionStatus(StrEnum):
     """Status of an ``erp_connection`` row (seed: ACTIVE or DISABLED)."""
 
     ACTIVE = "ACTIVE"
     DISABLED = "DISABLED"
 
 
-class PushStatus(str, Enum):
+class PushStatus(StrEnum):
     """Status of an ``erp_push_log`` row (seed: SUCCESS, FAILED, PENDING, RETRYING)."""
 
     SUCCESS = "SUCCESS"

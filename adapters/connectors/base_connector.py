@@ -35,8 +35,10 @@ class LatencyTimer:
 
 
 class BaseConnector(ERPConnectorPort):
-    """Base class with the seed's helpers; subclasses implement ``export`` and
-    ``test_connection`` and declare ``connector_type`` and ``config_schema``.
+    """Base class with the seed's helpers for connector implementations.
+
+    Subclasses implement ``export`` and ``test_connection`` and declare
+    ``connector_type`` and ``config_schema``.
     """
 
     config_schema = ConfigSchema()
@@ -85,7 +87,7 @@ class BaseConnector(ERPConnectorPort):
         secret_names = self.config_schema.secret_names
         if isinstance(config, RedactedConfig):
             secret_names = secret_names | config.secret_keys
-        secrets = [str(config[k]) for k in secret_names if k in config and config[k]]
+        secrets = [str(config[k]) for k in secret_names if config.get(k)]
         return scrub(message, secrets)
 
     # -- timing and results ---------------------------------------------------

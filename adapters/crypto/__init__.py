@@ -1,0 +1,1 @@
+"""Encryption of connector configs at rest (AES-256-GCM)."""
