@@ -27,7 +27,7 @@ from adapters.postgres import migrate
 from domain.model import DraftOrder, OrderLine
 from domain.records import ConnectionRecord
 from entrypoints import bootstrap
-from entrypoints.settings import Settings
+from entrypoints.settings import Settings, SettingsError
 from producer.approval import approve_draft_order
 
 CONNECTOR_TYPE = "DROPZONE_JSON_V1"
@@ -188,7 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.orders < 1:
         parser.error("--orders must be at least 1")
-    return run(args.orders)
+    try:
+        return run(args.orders)
+    except SettingsError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
