@@ -173,8 +173,11 @@ def test_connector_types_known_to_the_registry_are_accepted() -> None:
     from adapters.connectors.registry import ConnectorRegistry
 
     name = "ACME_ERP_TEST"
-    ConnectorRegistry.register(name, MockConnector)
-    assert _connection(uuid.uuid4(), ctype=name).connector_type == name
+    with ConnectorRegistry.isolated():
+        ConnectorRegistry.register(name, MockConnector)
+        assert _connection(uuid.uuid4(), ctype=name).connector_type == name
+    with pytest.raises(ValueError, match=f"Invalid connector_type: {name}"):
+        _connection(uuid.uuid4(), ctype=name)
 
 
 # -- erp_push_log ---------------------------------------------------------------
