@@ -64,7 +64,10 @@ def _check_header(blob: bytes) -> None:
         raise EncryptionError(f"{TAG_FAILED}: not an OrderFlow encrypted config (bad header)")
     version = blob[len(MAGIC)]
     if version != FORMAT_VERSION:
-        raise EncryptionError(f"unsupported encrypted config format version {version}")
+        # Still the seed's phrase: a flipped version bit is corruption to the operator.
+        raise EncryptionError(
+            f"{TAG_FAILED}: unsupported encrypted config format version {version}"
+        )
 
 
 class ConfigCipher:
@@ -138,7 +141,10 @@ class ConfigCipher:
             raise EncryptionError(
                 f"{TAG_FAILED} (data corrupted, or bound to another organisation or connector type)"
             ) from None
-        config = json.loads(plaintext)
+        try:
+            config = json.loads(plaintext)
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError: never echo the plaintext
+            raise EncryptionError("decrypted config is not valid JSON") from None
         if not isinstance(config, dict):
             raise EncryptionError("decrypted config is not a JSON object")
         return config
