@@ -8,6 +8,7 @@ a validation error.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -86,6 +87,9 @@ class ConfigField:
             return [self._error(ErrorCode.WRONG_TYPE, f"must be of type {self.type.value}")]
         if not isinstance(value, python_types):
             return [self._error(ErrorCode.WRONG_TYPE, f"must be of type {self.type.value}")]
+        if isinstance(value, float) and not math.isfinite(value):
+            # NaN compares false with every limit: refuse it (and infinities) explicitly.
+            return [self._error(ErrorCode.INVALID, "must be a finite number")]
         if isinstance(value, str) and self.required and not value.strip():
             return [self._error(ErrorCode.EMPTY, "must not be empty")]
         if self.choices is not None and value not in self.choices:
