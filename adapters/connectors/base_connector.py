@@ -82,8 +82,11 @@ class BaseConnector(ERPConnectorPort):
         """Return ``message`` with every secret value of ``config`` replaced by ``***``.
 
         For texts that come from libraries or servers, which may echo what
-        they were sent.
+        they were sent. A ``config`` that is not a mapping holds no readable secret:
+        the message is returned as is (``test_connection`` must never raise).
         """
+        if not isinstance(config, Mapping):
+            return message
         secret_names = self.config_schema.secret_names
         if isinstance(config, RedactedConfig):
             secret_names = secret_names | config.secret_keys
