@@ -21,7 +21,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, Inexact, InvalidOperation, Overflow, localcontext
 from typing import Any
 
@@ -646,6 +646,12 @@ class DropzoneJsonV1Connector(BaseConnector):
         message = self.safe_message(exc.message, config)
         if message == exc.message:
             return exc
+        if isinstance(exc, ConfigValidationError):
+            # Its constructor takes field errors, not a message: scrub each one.
+            return ConfigValidationError(
+                replace(error, message=self.safe_message(error.message, config))
+                for error in exc.errors
+            )
         return type(exc)(message, stage=exc.stage)
 
     # -- test_connection --------------------------------------------------------------

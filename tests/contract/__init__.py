@@ -1,0 +1,1 @@
+"""Reusable contract test suites (see ``connector_contract.ConnectorContract``)."""
