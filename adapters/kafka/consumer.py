@@ -22,18 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from adapters.kafka.errors import ConsumerError, KafkaErrorInfo
 from adapters.kafka.logs import ErrorReporter
 
 _log = logging.getLogger(__name__)
 
-# librdkafka local error codes (rdkafka.h).
-_PARTITION_EOF = -191
-_NO_OFFSET = -168
-_STATE = -172
-_UNKNOWN_PARTITION = -190
 # Offset sentinel for "no committed offset" (RD_KAFKA_OFFSET_INVALID).
 _OFFSET_INVALID = -1001
 
@@ -177,7 +172,7 @@ class EventConsumer:
                 messages.append(ConsumedMessage.from_kafka(msg))
                 continue
             info = KafkaErrorInfo.from_kafka_error(err)
-            if info.code == _PARTITION_EOF:
+            if info.code == KafkaError._PARTITION_EOF:
                 continue
             if info.fatal:
                 raise ConsumerError("consume", info)
@@ -228,7 +223,7 @@ class EventConsumer:
             self._client.store_offsets(offsets=offsets)
         except KafkaException as exc:
             info = KafkaErrorInfo.from_exception(exc)
-            if info.code in (_STATE, _UNKNOWN_PARTITION):
+            if info.code in (KafkaError._STATE, KafkaError._UNKNOWN_PARTITION):
                 _log.info("Offset not stored: partition no longer assigned (%s)", info)
                 return False
             raise ConsumerError("store_offsets", info) from exc
@@ -252,7 +247,7 @@ class EventConsumer:
             result = self._client.commit(asynchronous=False)
         except KafkaException as exc:
             info = KafkaErrorInfo.from_exception(exc)
-            if info.code == _NO_OFFSET:
+            if info.code == KafkaError._NO_OFFSET:
                 return {}
             raise ConsumerError("commit", info) from exc
         committed: dict[Partition, int] = {}

@@ -19,9 +19,6 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from adapters.kafka.errors import KafkaErrorInfo
 
-# librdkafka's code for "no offset to commit" (RD_KAFKA_RESP_ERR__NO_OFFSET).
-_NO_OFFSET = -168
-
 #: Logger name under which librdkafka's own log lines arrive.
 LIBRDKAFKA_LOGGER = "adapters.kafka.librdkafka"
 
@@ -90,7 +87,7 @@ def commit_reporter(
     def on_commit(err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if err is not None:
             # _NO_OFFSET just means nothing was stored since the last commit.
-            if err.code() != _NO_OFFSET:
+            if err.code() != KafkaError._NO_OFFSET:
                 reporter(err)
             return
         for tp in partitions:

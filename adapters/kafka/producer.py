@@ -33,9 +33,6 @@ from adapters.kafka.logs import ErrorReporter
 
 _log = logging.getLogger(__name__)
 
-# librdkafka's local error code for a full producer queue (RD_KAFKA_RESP_ERR__QUEUE_FULL).
-_QUEUE_FULL = -184
-
 HeadersArg = EventHeaders | Sequence[tuple[str, bytes | str]] | Mapping[str, bytes | str] | None
 
 
@@ -148,7 +145,7 @@ class EventProducer:
                     raise ProducerQueueFullError(
                         "produce",
                         KafkaErrorInfo(
-                            _QUEUE_FULL,
+                            KafkaError._QUEUE_FULL,
                             "_QUEUE_FULL",
                             f"local queue still full after {self._queue_full_timeout}s",
                             retriable=True,
