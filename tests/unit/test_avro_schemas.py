@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,17 @@ def test_every_type_and_field_has_a_doc(path: Path) -> None:
         assert str(named.get("doc", "")).strip(), f"{named['name']} has no doc"
         for field in named.get("fields", []):
             assert str(field.get("doc", "")).strip(), f"{named['name']}.{field['name']} has no doc"
+
+
+def test_docs_list_every_field_of_every_schema() -> None:
+    text = (SCHEMA_DIR.parent / "docs" / "events.md").read_text(encoding="utf-8")
+    parts = text.split("\n### `")[1:]
+    sections = {part.split("`", 1)[0]: part.split("\n## ", 1)[0] for part in parts}
+    for path in ALL_FILES:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        assert path.stem in sections, f"docs/events.md has no section ### `{path.stem}`"
+        rows = re.findall(r"^\| `([a-z_]+)` \|", sections[path.stem], flags=re.MULTILINE)
+        assert rows == [f["name"] for f in raw["fields"]], f"docs/events.md: {path.stem} table"
 
 
 def test_shared_types_are_defined_once_and_reused() -> None:
