@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from adapters.kafka.config import admin_config
 from adapters.kafka.errors import TopicNameError, TopicPartitionsError, TopicSetupError
 
 _log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def ensure_topics(
     if replication_factor < 1:
         raise ValueError("replication_factor must be at least 1")
     admin = (
-        AdminClient({"bootstrap.servers": admin_or_bootstrap, "client.id": "orderflow-admin"})
+        AdminClient(admin_config(admin_or_bootstrap))
         if isinstance(admin_or_bootstrap, str)
         else admin_or_bootstrap
     )
