@@ -39,8 +39,11 @@ from adapters.kafka.headers import (
     EventHeaders,
     FailureInfo,
     bounded_error_message,
+    build_failure_headers,
     build_headers,
+    parse_failure_headers,
     parse_headers,
+    replace_failure_headers,
 )
 from adapters.kafka.logs import ErrorReporter, RateLimitFilter
 from adapters.kafka.producer import DeliveryReport, EventProducer
@@ -76,9 +79,12 @@ __all__ = [
     "TopicSetupError",
     "admin_config",
     "bounded_error_message",
+    "build_failure_headers",
     "build_headers",
     "consumer_config",
     "ensure_topics",
+    "parse_failure_headers",
     "parse_headers",
     "producer_config",
+    "replace_failure_headers",
 ]

@@ -192,6 +192,32 @@ class FailureInfo:
             scrub=scrub,
         )
 
+    def repeated(
+        self,
+        *,
+        error_class: str,
+        error_message: str,
+        due_at: datetime | None,
+        scrub: Scrub | None = None,
+        max_message_bytes: int = MAX_ERROR_MESSAGE_BYTES,
+    ) -> FailureInfo:
+        """Return the record of a later failure of the same event.
+
+        ``original_*`` and ``first_failure_at`` are kept (they describe where and
+        when the trouble began); the error and ``due_at`` are the new ones.
+        """
+        return FailureInfo.new(
+            original_topic=self.original_topic,
+            original_partition=self.original_partition,
+            original_offset=self.original_offset,
+            error_class=error_class,
+            error_message=error_message,
+            first_failure_at=self.first_failure_at,
+            due_at=due_at,
+            scrub=scrub,
+            max_message_bytes=max_message_bytes,
+        )
+
     def validate(self) -> None:
         """Raise :class:`InvalidHeaderError` if a field could not round-trip as a header."""
         _check_short(ORIGINAL_TOPIC, self.original_topic)
@@ -255,7 +281,7 @@ class EventHeaders:
 def build_headers(headers: EventHeaders) -> list[tuple[str, bytes]]:
     """Validate ``headers`` and return them as ``(key, UTF-8 bytes)`` pairs for ``produce``."""
     headers.validate()
-    values: list[tuple[str, str]] = [
+    values = [
         (EVENT_ID, str(headers.event_id)),
         (EVENT_TYPE, headers.event_type),
         (IDEMPOTENCY_KEY, headers.idempotency_key),
@@ -264,22 +290,57 @@ def build_headers(headers: EventHeaders) -> list[tuple[str, bytes]]:
         (OCCURRED_AT, format_timestamp(headers.occurred_at)),
         (TRACEPARENT, headers.traceparent),
     ]
-    failure = headers.failure
-    if failure is not None:
-        values += [
-            (ORIGINAL_TOPIC, failure.original_topic),
-            (ORIGINAL_PARTITION, str(failure.original_partition)),
-            (ORIGINAL_OFFSET, str(failure.original_offset)),
-            (ERROR_CLASS, failure.error_class),
-            (ERROR_MESSAGE, failure.error_message),
-            (FIRST_FAILURE_AT, format_timestamp(failure.first_failure_at)),
-        ]
-        if failure.due_at is not None:
-            values.append((DUE_AT, format_timestamp(failure.due_at)))
+    pairs = [(key, value.encode("utf-8")) for key, value in values]
+    if headers.failure is not None:
+        pairs += build_failure_headers(headers.failure)
+    return pairs
+
+
+def build_failure_headers(failure: FailureInfo) -> list[tuple[str, bytes]]:
+    """Validate ``failure`` and return its headers as ``(key, UTF-8 bytes)`` pairs."""
+    failure.validate()
+    values = [
+        (ORIGINAL_TOPIC, failure.original_topic),
+        (ORIGINAL_PARTITION, str(failure.original_partition)),
+        (ORIGINAL_OFFSET, str(failure.original_offset)),
+        (ERROR_CLASS, failure.error_class),
+        (ERROR_MESSAGE, failure.error_message),
+        (FIRST_FAILURE_AT, format_timestamp(failure.first_failure_at)),
+    ]
+    if failure.due_at is not None:
+        values.append((DUE_AT, format_timestamp(failure.due_at)))
     return [(key, value.encode("utf-8")) for key, value in values]
 
 
-def header_values(raw: RawHeaders) -> dict[str, str]:
+def replace_failure_headers(
+    raw: RawHeaders, failure: FailureInfo
+) -> list[tuple[str, bytes | None]]:
+    """Return ``raw`` with its failure headers (if any) replaced by ``failure``'s.
+
+    For dead-lettering a message whose own headers may be missing or garbled
+    (a poison message from another producer): every other header is kept
+    byte-for-byte, so the DLQ record shows what arrived, plus why it failed.
+    """
+    pairs = raw.items() if isinstance(raw, Mapping) else (raw or ())
+    kept: list[tuple[str, bytes | None]] = [
+        (key, value.encode("utf-8") if isinstance(value, str) else value)
+        for key, value in pairs
+        if key not in FAILURE_HEADERS
+    ]
+    return kept + list(build_failure_headers(failure))
+
+
+def parse_failure_headers(raw: RawHeaders) -> FailureInfo | None:
+    """Parse only the failure headers of ``raw`` (None if it has none).
+
+    Works on DLQ records of poison messages, whose standard headers may be
+    missing or garbled. Raises :class:`HeaderError` for partial or garbled
+    failure headers.
+    """
+    return _parse_failure(header_values(raw, only=FAILURE_HEADERS))
+
+
+def header_values(raw: RawHeaders, *, only: Iterable[str] | None = None) -> dict[str, str]:
     """Decode raw headers into ``{key: text}``, refusing bad UTF-8 and conflicting duplicates.
 
     Kafka allows a key to repeat; an identical repeat is harmless, a different
@@ -287,9 +348,10 @@ def header_values(raw: RawHeaders) -> dict[str, str]:
     absent.
     """
     pairs = raw.items() if isinstance(raw, Mapping) else (raw or ())
+    wanted = frozenset(only) if only is not None else None
     decoded: dict[str, str] = {}
     for key, value in pairs:
-        if value is None:
+        if value is None or (wanted is not None and key not in wanted):
             continue
         if isinstance(value, bytes):
             try:
@@ -315,20 +377,7 @@ def parse_headers(raw: RawHeaders) -> EventHeaders:
     for key in REQUIRED_HEADERS:
         if not values.get(key):
             raise MissingHeaderError(key)
-    failure: FailureInfo | None = None
-    if any(key in values for key in FAILURE_HEADERS):
-        for key in FAILURE_HEADERS:
-            if key != DUE_AT and key not in values:
-                raise MissingHeaderError(key)
-        failure = FailureInfo(
-            original_topic=values[ORIGINAL_TOPIC],
-            original_partition=_parse_int(ORIGINAL_PARTITION, values[ORIGINAL_PARTITION]),
-            original_offset=_parse_int(ORIGINAL_OFFSET, values[ORIGINAL_OFFSET]),
-            error_class=values[ERROR_CLASS],
-            error_message=values[ERROR_MESSAGE],
-            first_failure_at=_parse_timestamp(FIRST_FAILURE_AT, values[FIRST_FAILURE_AT]),
-            due_at=_parse_timestamp(DUE_AT, values[DUE_AT]) if DUE_AT in values else None,
-        )
+    failure = _parse_failure(values)
     parsed = EventHeaders(
         event_id=_parse_uuid(EVENT_ID, values[EVENT_ID]),
         event_type=values[EVENT_TYPE],
@@ -341,6 +390,25 @@ def parse_headers(raw: RawHeaders) -> EventHeaders:
     )
     parsed.validate()
     return parsed
+
+
+def _parse_failure(values: Mapping[str, str]) -> FailureInfo | None:
+    if not any(key in values for key in FAILURE_HEADERS):
+        return None
+    for key in FAILURE_HEADERS:
+        if key != DUE_AT and key not in values:
+            raise MissingHeaderError(key)
+    failure = FailureInfo(
+        original_topic=values[ORIGINAL_TOPIC],
+        original_partition=_parse_int(ORIGINAL_PARTITION, values[ORIGINAL_PARTITION]),
+        original_offset=_parse_int(ORIGINAL_OFFSET, values[ORIGINAL_OFFSET]),
+        error_class=values[ERROR_CLASS],
+        error_message=values[ERROR_MESSAGE],
+        first_failure_at=_parse_timestamp(FIRST_FAILURE_AT, values[FIRST_FAILURE_AT]),
+        due_at=_parse_timestamp(DUE_AT, values[DUE_AT]) if DUE_AT in values else None,
+    )
+    failure.validate()
+    return failure
 
 
 def _parse_uuid(key: str, text: str) -> uuid.UUID:

@@ -33,7 +33,12 @@ from adapters.kafka.logs import ErrorReporter
 
 _log = logging.getLogger(__name__)
 
-HeadersArg = EventHeaders | Sequence[tuple[str, bytes | str]] | Mapping[str, bytes | str] | None
+HeadersArg = (
+    EventHeaders
+    | Sequence[tuple[str, bytes | str | None]]
+    | Mapping[str, bytes | str | None]
+    | None
+)
 
 
 @dataclass(frozen=True)
@@ -217,11 +222,11 @@ class EventProducer:
         return self._reporter.fatal_error if self._reporter is not None else None
 
 
-def _kafka_headers(headers: HeadersArg) -> list[tuple[str, bytes]] | None:
+def _kafka_headers(headers: HeadersArg) -> list[tuple[str, bytes | None]] | None:
     if headers is None:
         return None
     if isinstance(headers, EventHeaders):
-        return build_headers(headers)
+        return list(build_headers(headers))
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     return [(k, v.encode("utf-8") if isinstance(v, str) else v) for k, v in pairs]
 

@@ -19,9 +19,12 @@ from adapters.kafka.headers import (
     EventHeaders,
     FailureInfo,
     bounded_error_message,
+    build_failure_headers,
     build_headers,
     format_timestamp,
+    parse_failure_headers,
     parse_headers,
+    replace_failure_headers,
     truncate_utf8,
 )
 from domain.model import DraftOrder
@@ -327,3 +330,50 @@ def test_format_timestamp_requires_aware() -> None:
     assert format_timestamp(T0) == "2025-03-04T05:06:07.891234Z"
     with pytest.raises(ValueError, match="timezone-aware"):
         format_timestamp(datetime(2025, 1, 1))
+
+
+# --- failure headers on their own (poison messages, repeated failures) --------------------
+
+
+def test_repeated_failure_keeps_origin_and_first_failure() -> None:
+    first = failure()
+    later = first.repeated(
+        error_class="ConnectorTransientError",
+        error_message="still down: token=abc",
+        due_at=T0 + timedelta(seconds=7),
+        scrub=lambda t: t.replace("abc", "***"),
+    )
+    assert (later.original_topic, later.original_partition, later.original_offset) == (
+        first.original_topic,
+        first.original_partition,
+        first.original_offset,
+    )
+    assert later.first_failure_at == first.first_failure_at
+    assert later.due_at == T0 + timedelta(seconds=7)
+    assert later.error_message == "still down: token=***"
+
+
+def test_poison_message_keeps_its_headers_and_gains_failure_headers() -> None:
+    arrived = [("event_id", b"\xff garbled"), ("x-custom", None), ("error_class", b"Old")]
+    reason = FailureInfo.new(
+        original_topic="of.push.requests",
+        original_partition=0,
+        original_offset=9,
+        error_class="UndecodableMessage",
+        error_message="not Avro",
+        first_failure_at=T0,
+    )
+    out = replace_failure_headers(arrived, reason)
+    assert out[:2] == [("event_id", b"\xff garbled"), ("x-custom", None)]
+    assert [k for k, _ in out[2:]] == [k for k in FAILURE_HEADERS if k != "due_at"]
+    # The standard headers are garbled, the failure headers still parse.
+    with pytest.raises(HeaderError):
+        parse_headers(out)
+    assert parse_failure_headers(out) == reason
+    assert parse_failure_headers(build_headers(event_headers())) is None
+    assert build_failure_headers(reason) == build_headers(event_headers().with_failure(reason))[7:]
+
+
+def test_replace_failure_headers_accepts_outbox_strings() -> None:
+    out = replace_failure_headers({"event_id": str(EVENT)}, failure())
+    assert out[0] == ("event_id", str(EVENT).encode())
