@@ -1,0 +1,289 @@
+"""The outbox relay's SQL side: leader lock, batched claim, completion, LISTEN/NOTIFY.
+
+One dedicated psycopg2 connection in autocommit mode does everything the relay
+needs from PostgreSQL:
+
+* **Leadership**: a session-level advisory lock (``pg_try_advisory_lock``) on
+  this connection. Only the holder publishes, which keeps events of one draft
+  order in ``id`` order even with several relay processes. PostgreSQL releases
+  the lock when the session ends, so a SIGKILLed leader is replaced by a
+  standby at its next attempt. Claims and completions run on the *same*
+  connection: a statement that succeeds proves the session (and the lock) is
+  still alive.
+* **Wake-up**: ``LISTEN outbox_event`` (the insert trigger NOTIFYs at commit);
+  :meth:`PgOutboxRelayStore.wait_for_events` ``select()`` on the socket, so an
+  idle relay costs no query until its fallback poll.
+* **Claim**: ``published_at IS NULL AND id > cursor ORDER BY id LIMIT n``, served
+  by the partial index ``idx_outbox_event_unpublished``; a cursor of 0 re-scans
+  every unpublished row (stragglers), still cheaply.
+* **Completion**: ``UPDATE ... SET published_at = now() WHERE id = ANY(ids)``,
+  called by the relay only with ids the broker acknowledged.
+
+Connection failures become :class:`OutboxUnavailable` (the relay reconnects
+with backoff); the connection is then dropped, releasing the lock.
+:attr:`PgOutboxRelayStore.statements` counts the statements sent, so the
+idle cost can be checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import select
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import make_url
+
+from adapters.postgres.models import OUTBOX_NOTIFY_CHANNEL
+from domain.records import OutboxEvent
+from domain.repositories import RepositoryError
+
+_log = logging.getLogger(__name__)
+
+# psycopg2 ships no type hints and types-psycopg2 is not a dependency: use it untyped
+# (the driver is already installed for SQLAlchemy's postgresql+psycopg2 dialect).
+psycopg2: Any = importlib.import_module("psycopg2")
+_extras: Any = importlib.import_module("psycopg2.extras")
+
+#: Advisory lock key of the relay leader ("OFRELAY1" as a signed 64-bit integer).
+#: Every relay process of one database must use the same key.
+RELAY_LOCK_KEY: Final = int.from_bytes(b"OFRELAY1", "big", signed=True)
+
+_CLAIM_SQL: Final = (
+    "SELECT id, event_id, aggregate_type, aggregate_id, org_id, event_type,"
+    " payload, headers, created_at"
+    " FROM outbox_event"
+    " WHERE published_at IS NULL AND id > %s"
+    " ORDER BY id LIMIT %s"
+)
+# ``published_at IS NULL``: a re-sent duplicate keeps the time of its first publish.
+_MARK_SQL: Final = (
+    "UPDATE outbox_event SET published_at = now()"
+    " WHERE id = ANY(%s::bigint[]) AND published_at IS NULL"
+)
+
+
+def _json_loads() -> Callable[[str | bytes], Any]:
+    """Return the fastest JSON parser available (orjson if installed, else the stdlib)."""
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - orjson is optional
+        return json.loads
+    return orjson.loads
+
+
+_LOADS: Final = _json_loads()
+
+
+class OutboxUnavailable(RepositoryError):  # noqa: N818 - reads as a state, like TimeoutError
+    """PostgreSQL could not be reached or the relay's session died; reconnect later.
+
+    The session (and with it the leader lock) is gone when this is raised.
+    """
+
+
+def psycopg2_dsn(database_url: str) -> dict[str, Any]:
+    """Turn a SQLAlchemy URL (``postgresql+psycopg2://u:p@h:port/db?x=y``) into connect kwargs."""
+    url = make_url(database_url)
+    kwargs: dict[str, Any] = url.translate_connect_args(username="user", database="dbname")
+    for key, value in url.query.items():
+        kwargs[key] = value if isinstance(value, str) else value[-1]
+    return kwargs
+
+
+class PgOutboxRelayStore:
+    """The relay's PostgreSQL session (implements ``producer.relay.OutboxSource``).
+
+    Connects lazily (on the first call that needs the database). Not thread-safe:
+    one relay loop owns it. ``lock_key`` lets tests run independent relay groups
+    against one database.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        lock_key: int = RELAY_LOCK_KEY,
+        connect_timeout_s: int = 5,
+        application_name: str = "orderflow-relay",
+        connect: Callable[..., Any] | None = None,
+    ) -> None:
+        self._dsn = psycopg2_dsn(database_url)
+        self._dsn.setdefault("connect_timeout", connect_timeout_s)
+        self._dsn.setdefault("application_name", application_name)
+        # TCP keepalives: a server that vanished without a FIN is noticed in
+        # ~25 s even while the relay only waits for notifications.
+        self._dsn.setdefault("keepalives", 1)
+        self._dsn.setdefault("keepalives_idle", 10)
+        self._dsn.setdefault("keepalives_interval", 5)
+        self._dsn.setdefault("keepalives_count", 3)
+        self._lock_key = lock_key
+        self._connect = connect or psycopg2.connect
+        self._conn: Any = None
+        self._leader = False
+        self._listening = False
+        self.statements = 0
+        """Statements sent to the server so far (claims, completions, lock attempts, ...)."""
+
+    # --- connection -----------------------------------------------------------------------
+    def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            try:
+                conn = self._connect(**self._dsn)
+            except psycopg2.Error as exc:
+                raise OutboxUnavailable(f"Cannot connect to PostgreSQL: {_short(exc)}") from exc
+            conn.autocommit = True
+            # Parse JSONB ourselves with the fastest parser, and uuid columns to UUIDs.
+            _extras.register_default_jsonb(conn, loads=_LOADS)
+            _extras.register_uuid(conn_or_curs=conn)
+            self._conn = conn
+            self._leader = False
+            self._listening = False
+        return self._conn
+
+    def _execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        """Run one statement; return the cursor. Connection errors -> OutboxUnavailable."""
+        conn = self._connection()
+        try:
+            cursor = conn.cursor()
+            self.statements += 1
+            cursor.execute(sql, params)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            self._drop()
+            raise OutboxUnavailable(f"PostgreSQL session lost: {_short(exc)}") from exc
+        except psycopg2.Error as exc:
+            # E.g. admin_shutdown arrives as another class on some servers; a
+            # closed connection means the session is gone whatever the class.
+            if conn.closed:
+                self._drop()
+                raise OutboxUnavailable(f"PostgreSQL session lost: {_short(exc)}") from exc
+            raise
+        return cursor
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._leader = False
+        self._listening = False
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(psycopg2.Error):  # closing a broken socket
+                conn.close()
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this session holds the leader lock (as far as it knows)."""
+        return self._leader and self._conn is not None and not self._conn.closed
+
+    # --- leadership -----------------------------------------------------------------------
+    def try_acquire_leadership(self) -> bool:
+        """Take the leader lock if free; on success also LISTEN for new events.
+
+        One cheap statement per call while another process leads. Returns True
+        if this session holds the lock (it may already have held it).
+        """
+        if self.is_leader:
+            return True
+        row = self._execute("SELECT pg_try_advisory_lock(%s)", (self._lock_key,)).fetchone()
+        if not row or not row[0]:
+            return False
+        self._leader = True
+        if not self._listening:
+            # Quoted identifier: the channel name is a constant of ours.
+            self._execute(f'LISTEN "{OUTBOX_NOTIFY_CHANNEL}"')
+            self._listening = True
+        return True
+
+    def release_leadership(self) -> None:
+        """Give the lock back (the session stays open); a lost session has no lock anyway."""
+        if not self.is_leader:
+            return
+        try:
+            self._execute(f'UNLISTEN "{OUTBOX_NOTIFY_CHANNEL}"')
+            self._execute("SELECT pg_advisory_unlock(%s)", (self._lock_key,))
+        except OutboxUnavailable:
+            pass  # the session died, so PostgreSQL released the lock already
+        self._leader = False
+        self._listening = False
+
+    # --- events ---------------------------------------------------------------------------
+    def claim(self, after_id: int, limit: int) -> list[OutboxEvent]:
+        """Return up to ``limit`` unpublished events with ``id > after_id``, in ``id`` order."""
+        conn = self._connection()
+        # Notifications received before this statement are covered by its snapshot;
+        # the ones arriving during or after it stay queued and wake the next wait.
+        conn.notifies.clear()
+        rows = self._execute(_CLAIM_SQL, (after_id, limit)).fetchall()
+        return [_event(row) for row in rows]
+
+    def mark_published(self, ids: Sequence[int]) -> int:
+        """Set ``published_at`` on these (broker-acknowledged) events; return rows changed."""
+        if not ids:
+            return 0
+        cursor = self._execute(_MARK_SQL, (list(ids),))
+        return int(cursor.rowcount)
+
+    def wait_for_events(self, timeout: float, wake_fd: int | None = None) -> bool:
+        """Wait up to ``timeout`` s for a NOTIFY; True if one came (no query is sent).
+
+        Returns early (False) when ``wake_fd`` becomes readable (the relay's
+        stop signal); the caller drains that fd.
+        """
+        conn = self._connection()
+        if conn.notifies:
+            conn.notifies.clear()
+            return True
+        watched: list[Any] = [conn] if wake_fd is None else [conn, wake_fd]
+        try:
+            readable, _, _ = select.select(watched, [], [], max(timeout, 0.0))
+            if conn in readable:
+                conn.poll()
+        except (psycopg2.OperationalError, psycopg2.InterfaceError, OSError) as exc:
+            self._drop()
+            raise OutboxUnavailable(f"PostgreSQL session lost: {_short(exc)}") from exc
+        if conn.notifies:
+            conn.notifies.clear()
+            return True
+        return False
+
+    def close(self) -> None:
+        """Release the lock (if held) and close the session."""
+        self.release_leadership()
+        self._drop()
+
+
+def _event(row: tuple[Any, ...]) -> OutboxEvent:
+    (
+        event_id_seq,
+        event_id,
+        aggregate_type,
+        aggregate_id,
+        org_id,
+        event_type,
+        payload,
+        headers,
+        created_at,
+    ) = row
+    created: datetime = created_at
+    return OutboxEvent(
+        event_id=event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id)),
+        aggregate_type=aggregate_type,
+        aggregate_id=(
+            aggregate_id if isinstance(aggregate_id, uuid.UUID) else uuid.UUID(str(aggregate_id))
+        ),
+        org_id=org_id if isinstance(org_id, uuid.UUID) else uuid.UUID(str(org_id)),
+        event_type=event_type,
+        payload=payload,
+        headers={str(k): str(v) for k, v in headers.items()},
+        created_at=created,
+        id=int(event_id_seq),
+    )
+
+
+def _short(exc: BaseException) -> str:
+    """First line of a driver error (the rest repeats the statement, never needed here)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,717 @@
+"""The outbox relay: publishes committed ``outbox_event`` rows to Kafka, in order, at least once.
+
+How it works (DESIGN.md §1, issue 3 item 2):
+
+* **One leader.** Several relay processes may run; only the holder of the
+  source's leader lock publishes, so events of one draft order reach Kafka in
+  ``id`` order. The others stand by and retry the lock every
+  ``standby_retry_s`` (one cheap query per attempt). A killed leader's lock dies
+  with its database session and a standby takes over.
+* **Pipelined, bounded.** The leader claims batches of ``batch_size`` rows past a
+  cursor and produces them asynchronously; it claims the next batch while
+  earlier ones are still in flight, up to ``max_in_flight`` unacknowledged
+  events. Memory is bounded by that window, never by the backlog.
+* **Completion only after the ack.** Delivery reports collect the acknowledged
+  ids; they are marked published in batches. A failed delivery is never marked:
+  the relay lets the window drain, then starts a new *pass* from the beginning
+  of the unpublished rows, which re-sends it (a duplicate is possible, a loss is
+  not; consumers dedupe).
+* **Passes and stragglers.** ``id`` comes from a sequence, so a transaction can
+  commit a lower id after a higher one was read. Each pass starts at cursor 0 on
+  the partial index of unpublished rows; a new pass starts whenever the window
+  is empty and the relay is caught up (every wake-up or idle poll), or after
+  ``rescan_interval_s`` under sustained load. Stragglers are therefore
+  published within about a second. This cannot break per-key order: approvals
+  of one order are serialised by a row lock, so an order's later event is only
+  written after its earlier one committed.
+* **Wake-up.** When caught up, the leader waits for a NOTIFY from the outbox
+  insert trigger, or ``idle_poll_s`` at most, then polls: an idle relay costs
+  about one query per second.
+* **Poison events.** An event that cannot be encoded or is refused by the
+  producer is logged (id and reason class only) and left unpublished; later
+  events of the same aggregate are held back for the rest of the pass, so
+  per-key order holds while other keys flow. The next pass retries it.
+* **Stop and outages.** :meth:`OutboxRelay.stop` (SIGTERM/SIGINT in
+  :func:`main`) stops claiming, flushes the producer for at most
+  ``flush_timeout_s``, marks what was acknowledged and releases the lock. A lost
+  database session is retried with exponential backoff (in-flight state is
+  reset; acknowledged ids are kept and marked after reconnecting). An
+  unavailable broker is absorbed by the producer's buffering and retries;
+  nothing unacknowledged is ever marked.
+
+Ports: :class:`OutboxSource` (the PostgreSQL side, ``adapters.postgres.outbox_relay``)
+and :class:`EventSink` (the Kafka side, ``producer.relay_kafka``). The wiring
+for the standalone process lives in :func:`run_relay` / :func:`main`
+(``python -m producer.relay``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import enum
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from domain.records import OutboxEvent
+from domain.repositories import RepositoryError
+
+_log = logging.getLogger("orderflow.relay")
+
+
+# --- ports ---------------------------------------------------------------------------------
+
+
+class OutboxSource(Protocol):
+    """Where unpublished events come from, plus the leader lock and the wake-up signal."""
+
+    def try_acquire_leadership(self) -> bool:
+        """Take the leader lock if it is free; True if this relay holds it."""
+
+    def release_leadership(self) -> None:
+        """Give the leader lock back."""
+
+    def claim(self, after_id: int, limit: int) -> Sequence[OutboxEvent]:
+        """Return up to ``limit`` unpublished events with ``id > after_id``, ascending ``id``."""
+
+    def mark_published(self, ids: Sequence[int]) -> int:
+        """Mark these events published; return how many rows changed."""
+
+    def wait_for_events(self, timeout: float, wake_fd: int | None = None) -> bool:
+        """Wait up to ``timeout`` s for news of committed events; True if there was some.
+
+        Must return early when ``wake_fd`` (if given) becomes readable.
+        """
+
+    def close(self) -> None:
+        """Release the lock and every resource."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The broker's verdict on one sent event, identified by its outbox ``id``."""
+
+    token: int
+    ok: bool
+    error: str | None = None
+
+
+class SinkRejected(Exception):  # noqa: N818 - reads as an outcome
+    """The sink refused one message (not enqueued; no delivery report will come)."""
+
+
+class SinkBroken(Exception):  # noqa: N818 - reads as a state
+    """The sink cannot go on (e.g. a fatal idempotent-producer error); build a new one.
+
+    Reports of messages it still had will never come; the relay re-sends them.
+    """
+
+
+class EventSink(Protocol):
+    """Where events go: an asynchronous producer with delivery reports."""
+
+    def send(
+        self, topic: str, key: bytes, value: bytes, headers: Mapping[str, str], token: int
+    ) -> None:
+        """Enqueue one message; its :class:`Delivery` (``token``) comes from poll/flush.
+
+        Raises :class:`SinkRejected` if the message was not enqueued.
+        """
+
+    def poll(self, timeout: float) -> list[Delivery]:
+        """Return the delivery reports that arrived, waiting up to ``timeout`` s for one."""
+
+    def flush(self, timeout: float) -> list[Delivery]:
+        """Wait up to ``timeout`` s for every outstanding report; return the reports."""
+
+    def close(self) -> None:
+        """Drop the sink (call :meth:`flush` first to keep what can be kept)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where events of one ``event_type`` go and how their value is encoded."""
+
+    topic: str
+    encode: Callable[[OutboxEvent], bytes]
+
+
+# --- settings and state --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """Tuning of the relay loop (defaults suit production and the benchmarks)."""
+
+    #: Rows per claim query.
+    batch_size: int = 1000
+    #: Most events sent but not yet acknowledged (bounds memory and re-sends).
+    max_in_flight: int = 4000
+    #: Longest wait for a NOTIFY before polling anyway when idle.
+    idle_poll_s: float = 1.0
+    #: Pause between two leader-lock attempts of a standby.
+    standby_retry_s: float = 1.0
+    #: Under sustained load, start a new pass (re-scan for stragglers) this often.
+    rescan_interval_s: float = 1.0
+    #: Longest wait for delivery reports per loop turn while the window is full.
+    ack_wait_s: float = 0.01
+    #: Longest wait for outstanding acknowledgements on stop.
+    flush_timeout_s: float = 10.0
+    #: Exit (``RelayExit.DRAINED``) once nothing is left to publish.
+    drain: bool = False
+    #: First and largest pause before reconnecting to an unavailable database.
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 10.0
+    #: How often to log progress at INFO while publishing.
+    progress_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.max_in_flight < self.batch_size:
+            raise ValueError("max_in_flight must be at least batch_size")
+        for name in (
+            "idle_poll_s",
+            "standby_retry_s",
+            "rescan_interval_s",
+            "ack_wait_s",
+            "reconnect_initial_s",
+            "reconnect_max_s",
+            "progress_interval_s",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.flush_timeout_s < 0:
+            raise ValueError("flush_timeout_s must not be negative")
+
+
+@dataclass
+class RelayStats:
+    """Counters of one relay's life (for logs, tests and benchmarks)."""
+
+    sent: int = 0
+    acked: int = 0
+    marked: int = 0
+    failed_deliveries: int = 0
+    rejected: int = 0
+    claims: int = 0
+    passes: int = 0
+    leaderships: int = 0
+    reconnects: int = 0
+
+
+class RelayExit(enum.Enum):
+    """Why :meth:`OutboxRelay.run` returned."""
+
+    STOPPED = "stopped"
+    DRAINED = "drained"
+
+
+@dataclass
+class _Pass:
+    """State of one scan over the unpublished rows, starting at cursor 0."""
+
+    cursor: int = 0
+    sent: int = 0
+    started: float = 0.0
+    #: Aggregates with a refused event in this pass: their later events wait.
+    blocked: set[uuid.UUID] = field(default_factory=set)
+
+
+class _Waker:
+    """A self-pipe: lets :meth:`OutboxRelay.stop` interrupt a ``select()`` wait."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+
+    def wake(self) -> None:
+        # Full pipe: already woken; closed: the run ended. Both are fine.
+        with contextlib.suppress(OSError):
+            os.write(self.write_fd, b"\0")
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.read_fd, 512):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """Where the relay connects and how its topics look."""
+
+    database_url: str
+    bootstrap_servers: str
+    topic_prefix: str = "orderflow"
+    partitions: int = 6
+    replication_factor: int = 1
+    retry_tiers: int = 3
+    #: Create missing topics at start (``ensure_topics``); off when an operator manages them.
+    ensure_topics: bool = True
+    client_id: str = "orderflow-relay"
+    #: librdkafka overrides on top of ``producer.relay_kafka.RELAY_PRODUCER_EXTRA``.
+    producer_extra: Mapping[str, Any] | None = None
+
+
+# --- the relay -----------------------------------------------------------------------------
+
+
+class OutboxRelay:
+    """Publishes outbox events through a sink while this process is the leader.
+
+    ``sink_factory`` builds the producer (again after :class:`SinkBroken`).
+    ``routes`` maps ``event_type`` to topic and encoder; events of other types
+    are refused like undecodable ones. ``source_errors`` are the exceptions
+    meaning "the database session is gone, reconnect" (stores raise
+    ``RepositoryError`` subclasses for that).
+    """
+
+    def __init__(
+        self,
+        source: OutboxSource,
+        sink_factory: Callable[[], EventSink],
+        routes: Mapping[str, Route],
+        settings: RelaySettings | None = None,
+        *,
+        source_errors: tuple[type[BaseException], ...] = (RepositoryError,),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._sink_factory = sink_factory
+        self._routes = dict(routes)
+        self.settings = settings or RelaySettings()
+        self._source_errors = source_errors
+        self._clock = clock
+        self.stats = RelayStats()
+        self._stopping = threading.Event()
+        self._waker: _Waker | None = None
+        self._in_flight: set[int] = set()
+        self._acked: list[int] = []
+        self._failed = False
+        self._pass = _Pass()
+        self._refused_logged: set[int] = set()
+        self._last_progress = 0.0
+        self._progress_base = 0
+
+    # --- control ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the relay to stop (safe from signal handlers and other threads)."""
+        self._stopping.set()
+        waker = self._waker
+        if waker is not None:
+            waker.wake()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stopping.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        """Events sent whose delivery report has not arrived."""
+        return len(self._in_flight)
+
+    def run(self) -> RelayExit:
+        """Run until stopped (or, with ``drain``, until nothing is left); then clean up."""
+        settings = self.settings
+        self._waker = _Waker()
+        if self._stopping.is_set():
+            self._waker.wake()
+        sink: EventSink | None = None
+        backoff = settings.reconnect_initial_s
+        standby_logged = False
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if sink is None:
+                        sink = self._sink_factory()
+                    if not self._source.try_acquire_leadership():
+                        if not standby_logged:
+                            _log.info("Relay on standby: another relay holds the leader lock")
+                            standby_logged = True
+                        self._stopping.wait(settings.standby_retry_s)
+                        continue
+                    standby_logged = False
+                    backoff = settings.reconnect_initial_s
+                    self.stats.leaderships += 1
+                    _log.info("Relay is the leader: publishing outbox events")
+                    if self._lead(sink) is RelayExit.DRAINED:
+                        return RelayExit.DRAINED
+                except self._source_errors as exc:
+                    self.stats.reconnects += 1
+                    _log.warning(
+                        "Outbox database unavailable (%s); retrying in %.1f s", exc, backoff
+                    )
+                    sink = self._reset_after_source_loss(sink)
+                    self._stopping.wait(backoff)
+                    backoff = min(backoff * 2, settings.reconnect_max_s)
+                except SinkBroken as exc:
+                    _log.error("Kafka producer failed (%s); creating a new one", exc)
+                    self._discard_sink(sink)
+                    sink = None
+            return RelayExit.STOPPED
+        finally:
+            self._shutdown(sink)
+
+    # --- leading ------------------------------------------------------------------------
+    def _lead(self, sink: EventSink) -> RelayExit:
+        """Publish while leader; return on stop or (drain mode) when nothing is left."""
+        settings = self.settings
+        source = self._source
+        waker = self._waker
+        wake_fd = waker.read_fd if waker is not None else None
+        self._mark()  # acknowledgements kept from before a reconnect
+        self._new_pass()
+        want_claim = True
+        while not self._stopping.is_set():
+            self._collect(sink.poll(0))
+            self._log_progress()
+            if self._failed or (
+                want_claim and self._clock() - self._pass.started >= settings.rescan_interval_s
+            ):
+                # A new pass re-sends failures and picks up stragglers; it must start
+                # from an empty window, or in-flight events would be claimed again.
+                if self._in_flight:
+                    self._collect(sink.poll(settings.ack_wait_s))
+                    continue
+                self._mark()
+                self._new_pass()
+                want_claim = True
+
+            if not want_claim:
+                # Caught up with everything committed.
+                if self._in_flight:
+                    self._collect(sink.poll(settings.ack_wait_s))
+                    self._mark_if_due()
+                    # A NOTIFY means new commits: claim past the cursor (no query sent here).
+                    if source.wait_for_events(0.0, wake_fd):
+                        want_claim = True
+                    continue
+                self._mark()
+                if settings.drain:
+                    # Every pass starts at cursor 0: one that sent nothing proves the
+                    # backlog is empty (refused events aside, which were logged).
+                    if self._pass.sent == 0:
+                        return RelayExit.DRAINED
+                else:
+                    source.wait_for_events(settings.idle_poll_s, wake_fd)
+                    if waker is not None:
+                        waker.drain()
+                # Window empty: restarting at cursor 0 is free and catches stragglers.
+                self._new_pass()
+                want_claim = True
+                continue
+
+            if len(self._in_flight) + settings.batch_size > settings.max_in_flight:
+                # Window full: wait for acknowledgements before claiming more.
+                self._collect(sink.poll(settings.ack_wait_s))
+                self._mark_if_due()
+                continue
+            self._mark_if_due()
+            events = source.claim(self._pass.cursor, settings.batch_size)
+            self.stats.claims += 1
+            for event in events:
+                self._publish(sink, event)
+            if len(events) < settings.batch_size:
+                want_claim = False
+        return RelayExit.STOPPED
+
+    def _new_pass(self) -> None:
+        self._pass = _Pass(started=self._clock())
+        self._failed = False
+        self.stats.passes += 1
+
+    def _publish(self, sink: EventSink, event: OutboxEvent) -> None:
+        """Encode and send one claimed event (or refuse it, holding back its aggregate)."""
+        assert event.id is not None  # claimed rows always have their sequence id
+        current = self._pass
+        current.cursor = event.id
+        if event.aggregate_id in current.blocked:
+            return  # an earlier event of this aggregate was refused in this pass
+        route = self._routes.get(event.event_type)
+        if route is None:
+            self._refuse(event, "no route for this event type")
+            return
+        try:
+            value = route.encode(event)
+        except Exception as exc:  # a bad payload must not stop the other aggregates
+            self._refuse(event, f"cannot encode ({type(exc).__name__})")
+            return
+        try:
+            sink.send(route.topic, str(event.aggregate_id).encode(), value, event.headers, event.id)
+        except SinkRejected as exc:
+            self._refuse(event, f"producer refused it ({exc})")
+            return
+        self._in_flight.add(event.id)
+        current.sent += 1
+        self.stats.sent += 1
+
+    def _refuse(self, event: OutboxEvent, reason: str) -> None:
+        assert event.id is not None
+        self._pass.blocked.add(event.aggregate_id)
+        self.stats.rejected += 1
+        # Once at ERROR per event and process: every pass retries it.
+        level = logging.DEBUG if event.id in self._refused_logged else logging.ERROR
+        if len(self._refused_logged) > 10_000:
+            self._refused_logged.clear()
+        self._refused_logged.add(event.id)
+        _log.log(
+            level,
+            "Outbox event id=%d (%s, event_id=%s) not published: %s; later events of "
+            "aggregate %s wait",
+            event.id,
+            event.event_type,
+            event.event_id,
+            reason,
+            event.aggregate_id,
+        )
+
+    def _collect(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            if delivery.ok:
+                # Even an id no longer tracked (sent before a reset) was delivered:
+                # marking it is correct and saves a duplicate.
+                self._in_flight.discard(delivery.token)
+                self._acked.append(delivery.token)
+                self.stats.acked += 1
+            elif delivery.token in self._in_flight:
+                self._in_flight.discard(delivery.token)
+                self._failed = True
+                self.stats.failed_deliveries += 1
+                _log.warning(
+                    "Delivery of outbox event id=%d failed (%s); it will be re-sent",
+                    delivery.token,
+                    delivery.error,
+                )
+
+    def _mark_if_due(self) -> None:
+        if len(self._acked) >= self.settings.batch_size:
+            self._mark()
+
+    def _mark(self) -> None:
+        if not self._acked:
+            return
+        ids = self._acked
+        self._source.mark_published(ids)
+        # Cleared only after success: on a database error the ids are marked later.
+        self._acked = []
+        self.stats.marked += len(ids)
+
+    def _log_progress(self) -> None:
+        now = self._clock()
+        if now - self._last_progress < self.settings.progress_interval_s:
+            return
+        elapsed = now - self._last_progress
+        done = self.stats.marked - self._progress_base
+        if self._last_progress and done:
+            _log.info(
+                "Relay progress: %d events published (%.0f/s), %d in flight, total %d",
+                done,
+                done / elapsed,
+                len(self._in_flight),
+                self.stats.marked,
+            )
+        self._last_progress = now
+        self._progress_base = self.stats.marked
+
+    # --- failures and shutdown ------------------------------------------------------------
+    def _reset_after_source_loss(self, sink: EventSink | None) -> EventSink | None:
+        """Keep the acknowledgements that can still come; forget the rest of the window."""
+        if sink is not None and self._in_flight:
+            try:
+                self._collect(sink.flush(self.settings.flush_timeout_s))
+            except SinkBroken:
+                self._discard_sink(sink)
+                sink = None
+        # Unacknowledged events are re-claimed (and re-sent) by the next leader pass.
+        self._in_flight.clear()
+        self._failed = False
+        return sink
+
+    def _discard_sink(self, sink: EventSink | None) -> None:
+        self._in_flight.clear()
+        if sink is not None:
+            try:
+                sink.close()
+            except Exception:  # the sink is broken already; closing is best effort
+                _log.debug("Closing a broken sink failed", exc_info=True)
+
+    def _shutdown(self, sink: EventSink | None) -> None:
+        """Flush (bounded), mark what was acknowledged, release the lock."""
+        try:
+            if sink is not None:
+                try:
+                    if self._in_flight:
+                        self._collect(sink.flush(self.settings.flush_timeout_s))
+                except SinkBroken as exc:
+                    _log.error("Kafka producer failed while flushing: %s", exc)
+                if self._in_flight:
+                    _log.warning(
+                        "%d event(s) not acknowledged within %.1f s stay unpublished "
+                        "and will be sent again",
+                        len(self._in_flight),
+                        self.settings.flush_timeout_s,
+                    )
+                self._discard_sink(sink)
+            try:
+                self._mark()
+            except self._source_errors as exc:
+                _log.warning(
+                    "Could not mark %d acknowledged event(s) published (%s); they will be "
+                    "sent again",
+                    len(self._acked),
+                    exc,
+                )
+        finally:
+            try:
+                self._source.close()
+            finally:
+                if self._waker is not None:
+                    self._waker.close()
+                    self._waker = None
+            _log.info(
+                "Relay stopped: %d sent, %d published, %d failed deliveries, %d refused",
+                self.stats.sent,
+                self.stats.marked,
+                self.stats.failed_deliveries,
+                self.stats.rejected,
+            )
+
+
+# --- entry points --------------------------------------------------------------------------
+
+
+def run_relay(
+    config: RelayConfig,
+    settings: RelaySettings | None = None,
+    *,
+    install_signal_handlers: bool = True,
+) -> RelayExit:
+    """Run a relay wired to PostgreSQL and Kafka until SIGTERM/SIGINT (or drained).
+
+    The function the ``orderflow relay`` command calls; see
+    :func:`producer.relay_kafka.run_relay` for the wiring.
+    """
+    from producer.relay_kafka import run_relay as run_wired
+
+    return run_wired(config, settings, install_signal_handlers=install_signal_handlers)
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = RelaySettings()
+    parser = argparse.ArgumentParser(
+        prog="python -m producer.relay",
+        description="Publish committed outbox events to Kafka (one leader among all relays).",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="SQLAlchemy URL of the database (default: $DATABASE_URL)",
+    )
+    parser.add_argument(
+        "--bootstrap-servers",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    parser.add_argument("--topic-prefix", default="orderflow", help="topic prefix (orderflow)")
+    parser.add_argument(
+        "--partitions", type=int, default=6, help="partitions of topics created at start (6)"
+    )
+    parser.add_argument(
+        "--replication-factor", type=int, default=1, help="replication of created topics (1)"
+    )
+    parser.add_argument(
+        "--no-ensure-topics",
+        action="store_true",
+        help="do not create missing topics at start",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help="rows per claim"
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=defaults.max_in_flight,
+        help="most unacknowledged events at once",
+    )
+    parser.add_argument(
+        "--idle-poll-s",
+        type=float,
+        default=defaults.idle_poll_s,
+        help="longest wait for a NOTIFY before polling when idle",
+    )
+    parser.add_argument(
+        "--flush-timeout-s",
+        type=float,
+        default=defaults.flush_timeout_s,
+        help="longest wait for acknowledgements on stop",
+    )
+    parser.add_argument(
+        "--drain",
+        "--once",
+        dest="drain",
+        action="store_true",
+        help="exit 0 once nothing is left to publish",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (INFO)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m producer.relay``: run one relay process; 0 on a clean stop."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.database_url:
+        parser.error("no database: pass --database-url or set DATABASE_URL")
+    if not args.bootstrap_servers:
+        parser.error("no Kafka: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )
+    try:
+        settings = RelaySettings(
+            batch_size=args.batch_size,
+            max_in_flight=args.max_in_flight,
+            idle_poll_s=args.idle_poll_s,
+            flush_timeout_s=args.flush_timeout_s,
+            drain=args.drain,
+        )
+        config = RelayConfig(
+            database_url=args.database_url,
+            bootstrap_servers=args.bootstrap_servers,
+            topic_prefix=args.topic_prefix,
+            partitions=args.partitions,
+            replication_factor=args.replication_factor,
+            ensure_topics=not args.no_ensure_topics,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        outcome = run_relay(config, settings)
+    except Exception as exc:
+        # One line for the operator; the traceback only at DEBUG.
+        _log.debug("Relay failed", exc_info=True)
+        print(f"relay: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    _log.info("Relay exited: %s", outcome.value)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

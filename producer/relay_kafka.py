@@ -1,0 +1,217 @@
+"""Wiring of the standalone relay: the Kafka sink, the routes and :func:`build_relay`.
+
+This is the relay's composition root (the ``python -m producer.relay`` process
+and the ``orderflow relay`` command call :func:`run_relay`). Adapters are
+imported inside the functions, so importing this module connects to nothing
+and drags in neither confluent-kafka nor fastavro.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from domain.records import EVENT_PUSH_REQUESTED, OutboxEvent
+from producer.relay import (
+    Delivery,
+    EventSink,
+    OutboxRelay,
+    RelayConfig,
+    RelayExit,
+    RelaySettings,
+    Route,
+    SinkBroken,
+    SinkRejected,
+)
+
+if TYPE_CHECKING:
+    from adapters.kafka.producer import DeliveryReport, EventProducer
+    from adapters.kafka.topics import TopicNames
+
+_log = logging.getLogger("orderflow.relay")
+
+#: ``event_type`` of the push outcome events the consumer writes to the outbox.
+EVENT_PUSH_RESULT = "PushResult"
+
+#: Which topic each outbox ``event_type`` is published to. Add a line per new event type.
+EVENT_TOPICS: Mapping[str, Callable[[TopicNames], str]] = {
+    EVENT_PUSH_REQUESTED: lambda topics: topics.requests,
+    EVENT_PUSH_RESULT: lambda topics: topics.results,
+}
+
+#: librdkafka settings of the relay's producer on top of the pipeline's guarantees
+#: (idempotence, acks=all, order per partition; ``adapters.kafka.config``).
+RELAY_PRODUCER_EXTRA: Mapping[str, Any] = {
+    # Never give up on a message while the broker is away: the outbox keeps it
+    # anyway, and a timed-out message could leave a gap that a re-send fills out
+    # of order. Memory stays bounded by the relay's in-flight window.
+    # Other failures are permanent broker refusals (e.g. a record too large); the
+    # relay re-sends from the first unacknowledged event. (librdkafka's
+    # enable.gapless.guarantee would make those fatal, but it is experimental.)
+    "message.timeout.ms": 0,
+}
+
+
+class KafkaEventSink:
+    """:class:`~producer.relay.EventSink` over :class:`~adapters.kafka.producer.EventProducer`."""
+
+    def __init__(self, producer: EventProducer) -> None:
+        self._producer = producer
+        self._reports: list[Delivery] = []
+
+    def _on_delivery(self, report: DeliveryReport) -> None:
+        token = report.opaque
+        assert isinstance(token, int)
+        self._reports.append(Delivery(token, report.ok, None if report.ok else str(report.error)))
+
+    def send(
+        self, topic: str, key: bytes, value: bytes, headers: Mapping[str, str], token: int
+    ) -> None:
+        """Enqueue one message; refusals raise :class:`~producer.relay.SinkRejected`."""
+        from adapters.kafka.errors import ProduceError
+
+        try:
+            self._producer.produce(
+                topic,
+                key,
+                value,
+                [(name, text.encode()) for name, text in headers.items()],
+                self._on_delivery,
+                opaque=token,
+            )
+        except ProduceError as exc:
+            self._check_fatal()
+            raise SinkRejected(str(exc)) from exc
+
+    def _take(self) -> list[Delivery]:
+        reports, self._reports = self._reports, []
+        return reports
+
+    def _check_fatal(self) -> None:
+        fatal = self._producer.fatal_error
+        if fatal is not None:
+            raise SinkBroken(str(fatal))
+
+    def poll(self, timeout: float) -> list[Delivery]:
+        """Serve delivery reports (waiting up to ``timeout`` s) and return them."""
+        self._producer.poll(timeout)
+        if not self._reports:
+            self._check_fatal()
+        return self._take()
+
+    def flush(self, timeout: float) -> list[Delivery]:
+        """Wait up to ``timeout`` s for outstanding reports and return them."""
+        self._producer.flush(timeout)
+        if not self._reports:
+            self._check_fatal()
+        return self._take()
+
+    def close(self) -> None:
+        """Drop the producer; the relay flushed what it could before."""
+        remaining = len(self._producer)
+        if remaining:
+            _log.warning("Dropping a Kafka producer with %d message(s) outstanding", remaining)
+
+
+def default_routes(topics: TopicNames) -> dict[str, Route]:
+    """Routes for every event type of :data:`EVENT_TOPICS`, Avro-encoded (``adapters.avro``)."""
+    from adapters.avro.records import encode_outbox_event
+
+    def encode(event: OutboxEvent) -> bytes:
+        return encode_outbox_event(event)
+
+    return {event_type: Route(topic(topics), encode) for event_type, topic in EVENT_TOPICS.items()}
+
+
+def build_relay(
+    config: RelayConfig,
+    settings: RelaySettings | None = None,
+    *,
+    routes: Mapping[str, Route] | None = None,
+    sink_factory: Callable[[], EventSink] | None = None,
+    lock_key: int | None = None,
+) -> OutboxRelay:
+    """Return a relay wired to PostgreSQL and Kafka (nothing connects until it runs).
+
+    ``routes`` default to :func:`default_routes`; ``sink_factory`` to an
+    idempotent :class:`KafkaEventSink`; ``lock_key`` to the shared relay lock.
+    """
+    from adapters.kafka.config import producer_config
+    from adapters.kafka.producer import EventProducer
+    from adapters.kafka.topics import TopicNames
+    from adapters.postgres.outbox_relay import RELAY_LOCK_KEY, PgOutboxRelayStore
+
+    settings = settings or RelaySettings()
+    topics = TopicNames(config.topic_prefix, retry_tiers=config.retry_tiers)
+    if routes is None:
+        routes = default_routes(topics)
+    if sink_factory is None:
+        extra = {**RELAY_PRODUCER_EXTRA, **(config.producer_extra or {})}
+        # The local queue must hold the whole window, or produce() would block.
+        queue_max = max(100_000, 2 * settings.max_in_flight)
+        producer_settings = producer_config(
+            config.bootstrap_servers,
+            client_id=config.client_id,
+            queue_max_messages=queue_max,
+            logger=_log,
+            extra=extra,
+        )
+
+        def sink_factory() -> EventSink:
+            return KafkaEventSink(EventProducer(producer_settings))
+
+    source = PgOutboxRelayStore(
+        config.database_url, lock_key=RELAY_LOCK_KEY if lock_key is None else lock_key
+    )
+    return OutboxRelay(source, sink_factory, routes, settings)
+
+
+def ensure_relay_topics(config: RelayConfig) -> None:
+    """Create the pipeline's topics if missing (safe to run from several processes)."""
+    from confluent_kafka.admin import AdminClient
+
+    from adapters.kafka.config import admin_config
+    from adapters.kafka.topics import TopicNames, ensure_topics
+
+    admin = AdminClient(admin_config(config.bootstrap_servers, logger=_log))
+    ensure_topics(
+        admin,
+        TopicNames(config.topic_prefix, retry_tiers=config.retry_tiers),
+        config.partitions,
+        config.replication_factor,
+    )
+
+
+def run_relay(
+    config: RelayConfig,
+    settings: RelaySettings | None = None,
+    *,
+    install_signal_handlers: bool = True,
+    relay: OutboxRelay | None = None,
+) -> RelayExit:
+    """Run a relay until SIGTERM/SIGINT (or, with ``settings.drain``, until drained).
+
+    Creates the topics first (``config.ensure_topics``). Signal handlers are
+    installed only from the main thread and restored afterwards.
+    """
+    if config.ensure_topics:
+        ensure_relay_topics(config)
+    relay = relay or build_relay(config, settings)
+    previous: dict[signal.Signals, Any] = {}
+    if install_signal_handlers and threading.current_thread() is threading.main_thread():
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            _log.info("Relay got %s: stopping", signal.Signals(signum).name)
+            relay.stop()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, on_signal)
+    try:
+        return relay.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

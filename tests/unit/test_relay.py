@@ -1,0 +1,660 @@
+"""OutboxRelay over fakes of its own ports (an outbox source and an event sink).
+
+Every fake enforces the relay's central invariant itself: the source refuses
+to mark an event published unless the sink's broker acknowledged it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from domain.records import OutboxEvent
+from domain.repositories import RepositoryError
+from producer.relay import (
+    Delivery,
+    OutboxRelay,
+    RelayExit,
+    RelaySettings,
+    Route,
+    SinkBroken,
+    SinkRejected,
+)
+
+TOPIC = "t.push.requests"
+
+
+def make_event(seq: int, aggregate: uuid.UUID | None = None, event_type: str = "E") -> OutboxEvent:
+    return OutboxEvent(
+        event_id=uuid.uuid4(),
+        aggregate_type="DraftOrder",
+        aggregate_id=aggregate or uuid.uuid4(),
+        org_id=uuid.uuid4(),
+        event_type=event_type,
+        payload={"seq": seq},
+        headers={"event_id": "x", "attempt": "0"},
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+        id=seq,
+    )
+
+
+@dataclass
+class SentMessage:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Mapping[str, str]
+    token: int
+
+
+@dataclass
+class FakeSink:
+    """An asynchronous producer: acks on ``poll``/``flush`` as its knobs say.
+
+    ``ack_per_poll`` limits acks per poll (None: all pending); ``hold`` keeps every
+    ack back (flush still delivers unless ``hold_on_flush``); ``fail_once`` makes
+    the first delivery of those tokens fail; ``on_poll`` runs before each poll.
+    """
+
+    ack_per_poll: int | None = None
+    hold: bool = False
+    hold_on_flush: bool = False
+    fail_once: set[int] = field(default_factory=set)
+    reject: set[int] = field(default_factory=set)
+    broken_on_poll: int | None = None
+    on_poll: Callable[[FakeSink], None] | None = None
+    sent: list[SentMessage] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    acked: set[int] = field(default_factory=set)
+    max_outstanding: int = 0
+    polls: int = 0
+    flushes: int = 0
+    closed: bool = False
+
+    def send(
+        self, topic: str, key: bytes, value: bytes, headers: Mapping[str, str], token: int
+    ) -> None:
+        assert not self.closed
+        if token in self.reject:
+            raise SinkRejected("message too large")
+        self.sent.append(SentMessage(topic, key, value, dict(headers), token))
+        self.pending.append(token)
+        self.max_outstanding = max(self.max_outstanding, len(self.pending))
+
+    def _deliver(self, limit: int | None) -> list[Delivery]:
+        count = len(self.pending) if limit is None else min(limit, len(self.pending))
+        batch, self.pending = self.pending[:count], self.pending[count:]
+        reports = []
+        for token in batch:
+            if token in self.fail_once:
+                self.fail_once.discard(token)
+                reports.append(Delivery(token, False, "_MSG_TIMED_OUT"))
+            else:
+                self.acked.add(token)
+                reports.append(Delivery(token, True))
+        return reports
+
+    def poll(self, timeout: float) -> list[Delivery]:
+        self.polls += 1
+        if self.on_poll is not None:
+            self.on_poll(self)
+        if self.broken_on_poll is not None and self.polls >= self.broken_on_poll:
+            self.broken_on_poll = None
+            raise SinkBroken("fatal: out of order sequence")
+        if self.hold:
+            return []
+        return self._deliver(self.ack_per_poll)
+
+    def flush(self, timeout: float) -> list[Delivery]:
+        self.flushes += 1
+        if self.hold_on_flush:
+            return []
+        return self._deliver(None)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeSource:
+    """The outbox table plus the leader lock; ``hidden`` ids are not committed yet."""
+
+    def __init__(self, events: Sequence[OutboxEvent], sinks: list[FakeSink]) -> None:
+        self.rows = {e.id: e for e in events if e.id is not None}
+        self.published: set[int] = set()
+        self.hidden: set[int] = set()
+        self.sinks = sinks
+        self.marks: list[list[int]] = []
+        self.claims: list[tuple[int, int]] = []
+        self.waits: list[float] = []
+        self.lock_denials = 0
+        self.lock_attempts = 0
+        self.fail_claims = 0
+        self.notify = False
+        self.on_wait: Callable[[FakeSource], bool] | None = None
+        self.leader = False
+        self.closed = False
+
+    def add(self, event: OutboxEvent, *, hidden: bool = False) -> None:
+        assert event.id is not None
+        self.rows[event.id] = event
+        if hidden:
+            self.hidden.add(event.id)
+
+    def try_acquire_leadership(self) -> bool:
+        self.lock_attempts += 1
+        if self.lock_denials > 0:
+            self.lock_denials -= 1
+            return False
+        self.leader = True
+        return True
+
+    def release_leadership(self) -> None:
+        self.leader = False
+
+    def claim(self, after_id: int, limit: int) -> list[OutboxEvent]:
+        assert self.leader, "only the leader claims"
+        self.claims.append((after_id, limit))
+        if self.fail_claims > 0:
+            self.fail_claims -= 1
+            self.leader = False  # the session (and its lock) died
+            raise RepositoryError("server closed the connection unexpectedly")
+        ids = sorted(
+            i
+            for i in self.rows
+            if i > after_id and i not in self.published and i not in self.hidden
+        )
+        return [self.rows[i] for i in ids[:limit]]
+
+    def mark_published(self, ids: Sequence[int]) -> int:
+        acked = set().union(*(s.acked for s in self.sinks))
+        not_acked = set(ids) - acked
+        assert not not_acked, f"marked without a broker ack: {sorted(not_acked)}"
+        self.marks.append(list(ids))
+        before = len(self.published)
+        self.published.update(ids)
+        return len(self.published) - before
+
+    def wait_for_events(self, timeout: float, wake_fd: int | None = None) -> bool:
+        self.waits.append(timeout)
+        if self.on_wait is not None:
+            return self.on_wait(self)
+        notified, self.notify = self.notify, False
+        return notified
+
+    def close(self) -> None:
+        self.leader = False
+        self.closed = True
+
+    @property
+    def unpublished(self) -> set[int]:
+        return set(self.rows) - self.published
+
+
+def encode(event: OutboxEvent) -> bytes:
+    return f"v{event.id}".encode()
+
+
+ROUTES = {"E": Route(TOPIC, encode)}
+
+
+def settings(**overrides: object) -> RelaySettings:
+    base: dict[str, object] = {
+        "batch_size": 10,
+        "max_in_flight": 30,
+        "idle_poll_s": 0.01,
+        "standby_retry_s": 0.01,
+        "rescan_interval_s": 3600.0,
+        "ack_wait_s": 0.001,
+        "flush_timeout_s": 0.1,
+        "reconnect_initial_s": 0.001,
+        "reconnect_max_s": 0.002,
+        "drain": True,
+    }
+    base.update(overrides)
+    return RelaySettings(**base)  # type: ignore[arg-type]
+
+
+def build(
+    events: Sequence[OutboxEvent],
+    sink: FakeSink | None = None,
+    routes: Mapping[str, Route] = ROUTES,
+    **overrides: object,
+) -> tuple[OutboxRelay, FakeSource, list[FakeSink]]:
+    sinks: list[FakeSink] = []
+    first = sink or FakeSink()
+
+    def factory() -> FakeSink:
+        made = first if not sinks else FakeSink()
+        sinks.append(made)
+        return made
+
+    source = FakeSource(events, sinks)
+    relay = OutboxRelay(source, factory, routes, settings(**overrides))
+    return relay, source, sinks
+
+
+def run_bounded(relay: OutboxRelay, timeout: float = 10.0) -> RelayExit:
+    """Run the relay on a thread and fail (after stopping it) if it does not end in time."""
+    result: list[RelayExit | BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(relay.run())
+        except BaseException as exc:  # surfaced below
+            result.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        relay.stop()
+        thread.join(5)
+        pytest.fail("relay did not finish in time")
+    outcome = result[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def sent_tokens(sinks: Sequence[FakeSink]) -> list[int]:
+    return [m.token for s in sinks for m in s.sent]
+
+
+# --- batching and order --------------------------------------------------------------------
+
+
+def test_drains_backlog_in_batches_in_id_order() -> None:
+    events = [make_event(i) for i in range(1, 26)]
+    relay, source, sinks = build(events)
+
+    assert run_bounded(relay) is RelayExit.DRAINED
+
+    assert source.published == set(range(1, 26))
+    assert sent_tokens(sinks) == list(range(1, 26))
+    assert all(limit == 10 for _, limit in source.claims)
+    # The cursor moves past each batch; the last pass starts from 0 and finds nothing.
+    assert [after for after, _ in source.claims[:3]] == [0, 10, 20]
+    assert source.claims[-1] == (0, 10)
+    assert all(len(ids) <= 30 for ids in source.marks)
+    assert source.closed and not source.leader
+
+
+def test_message_carries_key_value_headers_and_route_topic() -> None:
+    aggregate = uuid.uuid4()
+    event = make_event(7, aggregate)
+    relay, _, sinks = build([event])
+
+    run_bounded(relay)
+
+    (message,) = sinks[0].sent
+    assert message.topic == TOPIC
+    assert message.key == str(aggregate).encode()
+    assert message.value == b"v7"
+    assert message.headers == event.headers
+    assert message.token == 7
+
+
+def test_routes_by_event_type() -> None:
+    events = [make_event(1, event_type="E"), make_event(2, event_type="R")]
+    routes = {"E": Route("a", encode), "R": Route("b", encode)}
+    relay, source, sinks = build(events, routes=routes)
+
+    run_bounded(relay)
+
+    assert [(m.topic, m.token) for m in sinks[0].sent] == [("a", 1), ("b", 2)]
+    assert source.published == {1, 2}
+
+
+# --- the in-flight window ------------------------------------------------------------------
+
+
+def test_in_flight_window_is_bounded_and_pipelined() -> None:
+    events = [make_event(i) for i in range(1, 201)]
+    # Slow broker: 3 acks per poll, so the window fills up.
+    sink = FakeSink(ack_per_poll=3)
+    relay, source, _ = build(events, sink, batch_size=10, max_in_flight=30)
+
+    run_bounded(relay)
+
+    assert source.published == set(range(1, 201))
+    assert sink.max_outstanding <= 30
+    # More than one batch was in flight at once: claims overlap with deliveries.
+    assert sink.max_outstanding > 10
+
+
+def test_never_claims_more_than_the_window_allows() -> None:
+    events = [make_event(i) for i in range(1, 101)]
+    sink = FakeSink(hold=True)
+    polls_seen: list[int] = []
+
+    def release_after_a_while(s: FakeSink) -> None:
+        polls_seen.append(len(s.pending))
+        if s.polls == 50:
+            s.hold = False
+
+    sink.on_poll = release_after_a_while
+    relay, source, _ = build(events, sink, batch_size=10, max_in_flight=30)
+
+    run_bounded(relay)
+
+    # While every ack was held back, exactly three batches went out.
+    assert max(polls_seen) == 30
+    assert source.published == set(range(1, 101))
+
+
+# --- completion only after the ack ---------------------------------------------------------
+
+
+def test_nothing_is_marked_before_the_broker_acks() -> None:
+    events = [make_event(i) for i in range(1, 21)]
+    sink = FakeSink(hold=True)
+    marks_while_held: list[int] = []
+
+    def watch(s: FakeSink) -> None:
+        marks_while_held.append(len(source.marks))
+        if s.polls == 20:
+            s.hold = False
+
+    sink.on_poll = watch
+    relay, source, _ = build(events, sink)
+
+    run_bounded(relay)
+
+    assert set(marks_while_held[:20]) == {0}
+    assert source.published == set(range(1, 21))
+
+
+def test_failed_delivery_is_not_marked_and_is_sent_again() -> None:
+    events = [make_event(i) for i in range(1, 31)]
+    sink = FakeSink(fail_once={5, 17})
+    relay, source, sinks = build(events, sink)
+
+    run_bounded(relay)
+
+    tokens = sent_tokens(sinks)
+    assert tokens.count(5) == 2 and tokens.count(17) == 2
+    assert source.published == set(range(1, 31))
+    assert relay.stats.failed_deliveries == 2
+    # The FakeSource asserted on every mark that each id had been acked.
+    first_marks = {i for ids in source.marks for i in ids}
+    assert {5, 17} <= first_marks
+
+
+def test_failed_delivery_starts_a_new_pass_from_the_beginning() -> None:
+    events = [make_event(i) for i in range(1, 11)]
+    sink = FakeSink(fail_once={3})
+    relay, source, _ = build(events, sink, batch_size=5, max_in_flight=10)
+
+    run_bounded(relay)
+
+    # After the failure the window drained and the cursor went back to 0.
+    restarts = [after for after, _ in source.claims[1:] if after == 0]
+    assert restarts
+    assert source.published == set(range(1, 11))
+
+
+# --- stragglers ----------------------------------------------------------------------------
+
+
+def test_cursor_reset_picks_up_a_straggler_when_idle() -> None:
+    events = [make_event(i) for i in range(1, 11)]
+    relay, source, _ = build(events, drain=False)
+    source.hidden.add(3)  # id 3 commits after ids 4..10 were read
+    waits = {"n": 0}
+
+    def commit_then_stop(src: FakeSource) -> bool:
+        waits["n"] += 1
+        if waits["n"] == 1:
+            assert src.published == set(range(1, 11)) - {3}
+            src.hidden.discard(3)
+            return False  # no NOTIFY arrived: the fallback poll must find it anyway
+        relay.stop()
+        return False
+
+    source.on_wait = commit_then_stop
+
+    assert run_bounded(relay) is RelayExit.STOPPED
+    assert source.published == set(range(1, 11))
+
+
+def test_straggler_found_under_sustained_load_by_periodic_rescan() -> None:
+    now = {"t": 0.0}
+    events = [make_event(i) for i in range(1, 6)]
+    sink = FakeSink()
+    sinks: list[FakeSink] = []
+
+    def factory() -> FakeSink:
+        sinks.append(sink)
+        return sink
+
+    source = FakeSource(events, sinks)
+    source.hidden.add(2)
+    next_id = {"n": 6}
+
+    def keep_busy(s: FakeSink) -> None:
+        # Every poll, more rows commit (a backlog that never empties) and time passes.
+        now["t"] += 0.1
+        for _ in range(20):
+            source.add(make_event(next_id["n"]))
+            next_id["n"] += 1
+        if s.polls == 5:
+            source.hidden.discard(2)
+        if 2 in source.published:
+            relay.stop()
+        if s.polls > 5000:
+            relay.stop()
+
+    sink.on_poll = keep_busy
+    relay = OutboxRelay(
+        source,
+        factory,
+        ROUTES,
+        settings(drain=False, batch_size=10, max_in_flight=30, rescan_interval_s=1.0),
+        clock=lambda: now["t"],
+    )
+
+    run_bounded(relay)
+
+    assert 2 in source.published
+    assert relay.stats.passes >= 2
+
+
+def test_new_events_after_notify_continue_from_the_cursor() -> None:
+    events = [make_event(i) for i in range(1, 4)]
+    sink = FakeSink(hold=True)
+    relay, source, _ = build(events, sink, drain=False)
+
+    def on_poll(s: FakeSink) -> None:
+        if s.polls == 3:
+            source.add(make_event(4))
+            source.notify = True
+        if s.polls == 6:
+            s.hold = False
+        if s.polls > 8 and not s.pending:
+            relay.stop()
+
+    sink.on_poll = on_poll
+
+    run_bounded(relay)
+
+    assert source.published == {1, 2, 3, 4}
+    # Event 4 was claimed past the cursor while 1..3 were still in flight.
+    assert (3, 10) in source.claims
+
+
+# --- poison events -------------------------------------------------------------------------
+
+
+def test_unencodable_event_holds_back_its_aggregate_only() -> None:
+    poisoned = uuid.uuid4()
+    events = [
+        make_event(1),
+        make_event(2, poisoned),
+        make_event(3),
+        make_event(4, poisoned),
+        make_event(5),
+    ]
+
+    def picky(event: OutboxEvent) -> bytes:
+        if event.id == 2:
+            raise ValueError("quantity is not a decimal")
+        return encode(event)
+
+    relay, source, sinks = build(events, routes={"E": Route(TOPIC, picky)})
+
+    assert run_bounded(relay) is RelayExit.DRAINED
+
+    assert source.published == {1, 3, 5}
+    assert 4 not in sent_tokens(sinks)  # never overtakes the stuck event 2
+    assert relay.stats.rejected >= 1
+
+
+def test_refused_by_producer_and_unknown_type_are_not_marked() -> None:
+    events = [make_event(1), make_event(2, event_type="Unknown"), make_event(3)]
+    sink = FakeSink(reject={3})
+    relay, source, _ = build(events, sink)
+
+    assert run_bounded(relay) is RelayExit.DRAINED
+
+    assert source.published == {1}
+
+
+# --- stop, standby, outages ----------------------------------------------------------------
+
+
+def test_graceful_stop_flushes_and_marks_what_was_acked() -> None:
+    events = [make_event(i) for i in range(1, 21)]
+    sink = FakeSink(hold=True)
+
+    def stop_with_events_in_flight(s: FakeSink) -> None:
+        if len(s.pending) == 20:
+            relay.stop()
+
+    sink.on_poll = stop_with_events_in_flight
+    relay, source, _ = build(events, sink, drain=False)
+
+    assert run_bounded(relay) is RelayExit.STOPPED
+
+    assert sink.flushes >= 1
+    assert source.published == set(range(1, 21))
+    assert relay.in_flight == 0
+    assert source.closed and not source.leader
+    assert sink.closed
+
+
+def test_stop_with_unacked_events_leaves_them_unpublished() -> None:
+    events = [make_event(i) for i in range(1, 11)]
+    sink = FakeSink(hold=True, hold_on_flush=True)
+
+    def stop(s: FakeSink) -> None:
+        if len(s.pending) == 10:
+            relay.stop()
+
+    sink.on_poll = stop
+    relay, source, _ = build(events, sink, drain=False)
+
+    assert run_bounded(relay) is RelayExit.STOPPED
+    assert source.published == set()
+    assert source.closed
+
+
+def test_stop_while_idle_returns_promptly() -> None:
+    relay, source, _ = build([], drain=False, idle_poll_s=0.01)
+
+    def stop_on_third_wait(src: FakeSource) -> bool:
+        if len(src.waits) == 3:
+            relay.stop()
+        return False
+
+    source.on_wait = stop_on_third_wait
+
+    assert run_bounded(relay, timeout=5) is RelayExit.STOPPED
+
+
+def test_idle_relay_sends_one_claim_per_idle_wait() -> None:
+    relay, source, _ = build([], drain=False, idle_poll_s=1.0)
+
+    def count_then_stop(src: FakeSource) -> bool:
+        if len(src.waits) == 10:
+            relay.stop()
+        return False
+
+    source.on_wait = count_then_stop
+
+    run_bounded(relay)
+
+    assert all(timeout == 1.0 for timeout in source.waits)
+    # One claim per (timed-out) wait, plus the first one: ~1 query per idle_poll_s.
+    assert len(source.claims) == len(source.waits)
+
+
+def test_standby_retries_the_lock_until_it_is_free() -> None:
+    events = [make_event(i) for i in range(1, 4)]
+    relay, source, _ = build(events)
+    source.lock_denials = 3
+
+    assert run_bounded(relay) is RelayExit.DRAINED
+
+    assert source.lock_attempts == 4
+    assert source.published == {1, 2, 3}
+
+
+def test_stop_while_standing_by() -> None:
+    relay, source, _ = build([make_event(1)], standby_retry_s=0.01)
+    source.lock_denials = 10**9
+    timer = threading.Timer(0.1, relay.stop)
+    timer.start()
+    try:
+        assert run_bounded(relay, timeout=5) is RelayExit.STOPPED
+    finally:
+        timer.cancel()
+    assert source.published == set()
+    assert source.claims == []
+
+
+def test_database_outage_reconnects_and_loses_nothing() -> None:
+    events = [make_event(i) for i in range(1, 41)]
+    relay, source, _ = build(events)
+    calls = {"n": 0}
+    original_claim = source.claim
+
+    def flaky_claim(after_id: int, limit: int) -> list[OutboxEvent]:
+        calls["n"] += 1
+        if calls["n"] in (2, 3):
+            source.fail_claims = 1
+        return original_claim(after_id, limit)
+
+    source.claim = flaky_claim  # type: ignore[method-assign]
+
+    assert run_bounded(relay) is RelayExit.DRAINED
+
+    assert source.published == set(range(1, 41))
+    assert relay.stats.reconnects == 2
+    assert relay.stats.leaderships == 3
+
+
+def test_broken_sink_is_replaced_and_everything_is_published() -> None:
+    events = [make_event(i) for i in range(1, 31)]
+    sink = FakeSink(hold=True, broken_on_poll=3)
+    relay, source, sinks = build(events, sink)
+
+    assert run_bounded(relay) is RelayExit.DRAINED
+
+    assert len(sinks) == 2
+    assert sinks[0].closed
+    assert source.published == set(range(1, 31))
+    assert not sinks[0].acked
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="max_in_flight"):
+        RelaySettings(batch_size=100, max_in_flight=10)
+    with pytest.raises(ValueError, match="batch_size"):
+        RelaySettings(batch_size=0)
+    with pytest.raises(ValueError, match="idle_poll_s"):
+        RelaySettings(idle_poll_s=0)
