@@ -20,6 +20,7 @@ from producer.relay import (
     Delivery,
     EventSink,
     OutboxRelay,
+    OutboxSource,
     RelayConfig,
     RelayExit,
     RelaySettings,
@@ -127,46 +128,55 @@ def default_routes(topics: TopicNames) -> dict[str, Route]:
     return {event_type: Route(topic(topics), encode) for event_type, topic in EVENT_TOPICS.items()}
 
 
+def kafka_sink_factory(
+    config: RelayConfig, settings: RelaySettings | None = None
+) -> Callable[[], EventSink]:
+    r"""Return a factory of idempotent :class:`KafkaEventSink`\ s for ``config``."""
+    from adapters.kafka.config import producer_config
+    from adapters.kafka.producer import EventProducer
+
+    settings = settings or RelaySettings()
+    extra = {**RELAY_PRODUCER_EXTRA, **(config.producer_extra or {})}
+    producer_settings = producer_config(
+        config.bootstrap_servers,
+        client_id=config.client_id,
+        # The local queue must hold the whole window, or produce() would block.
+        queue_max_messages=max(100_000, 2 * settings.max_in_flight),
+        logger=_log,
+        extra=extra,
+    )
+
+    def factory() -> EventSink:
+        return KafkaEventSink(EventProducer(producer_settings))
+
+    return factory
+
+
 def build_relay(
     config: RelayConfig,
     settings: RelaySettings | None = None,
     *,
+    source: OutboxSource | None = None,
     routes: Mapping[str, Route] | None = None,
     sink_factory: Callable[[], EventSink] | None = None,
-    lock_key: int | None = None,
 ) -> OutboxRelay:
     """Return a relay wired to PostgreSQL and Kafka (nothing connects until it runs).
 
-    ``routes`` default to :func:`default_routes`; ``sink_factory`` to an
-    idempotent :class:`KafkaEventSink`; ``lock_key`` to the shared relay lock.
+    Each collaborator can be given; the defaults are a
+    :class:`~adapters.postgres.outbox_relay.PgOutboxRelayStore` on
+    ``config.database_url`` with the shared leader lock, :func:`default_routes`
+    and :func:`kafka_sink_factory`.
     """
-    from adapters.kafka.config import producer_config
-    from adapters.kafka.producer import EventProducer
     from adapters.kafka.topics import TopicNames
-    from adapters.postgres.outbox_relay import RELAY_LOCK_KEY, PgOutboxRelayStore
+    from adapters.postgres.outbox_relay import PgOutboxRelayStore
 
     settings = settings or RelaySettings()
-    topics = TopicNames(config.topic_prefix, retry_tiers=config.retry_tiers)
+    if source is None:
+        source = PgOutboxRelayStore(config.database_url)
     if routes is None:
-        routes = default_routes(topics)
+        routes = default_routes(TopicNames(config.topic_prefix, retry_tiers=config.retry_tiers))
     if sink_factory is None:
-        extra = {**RELAY_PRODUCER_EXTRA, **(config.producer_extra or {})}
-        # The local queue must hold the whole window, or produce() would block.
-        queue_max = max(100_000, 2 * settings.max_in_flight)
-        producer_settings = producer_config(
-            config.bootstrap_servers,
-            client_id=config.client_id,
-            queue_max_messages=queue_max,
-            logger=_log,
-            extra=extra,
-        )
-
-        def sink_factory() -> EventSink:
-            return KafkaEventSink(EventProducer(producer_settings))
-
-    source = PgOutboxRelayStore(
-        config.database_url, lock_key=RELAY_LOCK_KEY if lock_key is None else lock_key
-    )
+        sink_factory = kafka_sink_factory(config, settings)
     return OutboxRelay(source, sink_factory, routes, settings)
 
 
