@@ -24,7 +24,8 @@ Each attempt has its own ``erp_push_log`` row, keyed by
 every secret value of the config. The plaintext config lives only in memory
 during the call.
 
-The orchestrator commits its own transactions: when built from a session
+Steps 2 and 3 live in ``consumer.push_attempt`` (shared with the Kafka push
+worker). The orchestrator commits its own transactions: when built from a session
 (``PushOrchestrator(db_session)``), that session must not hold uncommitted
 work the caller wants to keep.
 """
@@ -32,75 +33,36 @@ work the caller wants to keep.
 from __future__ import annotations
 
 import logging
-import math
-import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any, Protocol
 
-from domain.errors import ConnectorError
+from consumer.push_attempt import (
+    DEFAULT_LEASE_SECONDS,
+    MAX_ERROR_MESSAGE_LENGTH,
+    Claim,
+    ConfigDecryptor,
+    ConnectorLookup,
+    JsonValue,
+    PushAttempts,
+)
 from domain.idempotency import generate_idempotency_key as _generate_key
 from domain.model import DraftOrder, PushStatus
-from domain.ports import ERPConnectorPort, ExportResult
-from domain.records import ConnectionRecord, PushLogEntry, order_to_json, utc_now
-from domain.redaction import RedactedConfig, scrub
+from domain.records import PushLogEntry, utc_now
 from domain.repositories import UnitOfWork
 from domain.retry import RetryPolicy, retry_delay
 
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "MAX_ERROR_MESSAGE_LENGTH",
+    "ConfigDecryptor",
+    "ConnectorLookup",
+    "JsonValue",
+    "PushOrchestrator",
+]
+
 logger = logging.getLogger(__name__)
-
-#: How long a claimed attempt is protected from take-over by another worker.
-#: Must exceed the slowest connector call (connector timeouts are far lower).
-DEFAULT_LEASE_SECONDS = 300.0
-#: Longest error message stored in the push log (the rest is cut off).
-MAX_ERROR_MESSAGE_LENGTH = 2000
-
-# Config keys treated as secret even if a connector's schema forgets to say so.
-_SECRET_KEY_PATTERN = re.compile(
-    r"pass|secret|token|api_?key|private|credential|auth", re.IGNORECASE
-)
-
-
-#: A JSON document as stored in a JSONB column.
-JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
-
-
-class ConnectorLookup(Protocol):
-    """What the orchestrator needs of ``ConnectorRegistry``."""
-
-    def get(self, connector_type: str, /) -> ERPConnectorPort:
-        """Return a connector for ``connector_type``; ``ValueError`` if unknown."""
-        ...
-
-
-class ConfigDecryptor(Protocol):
-    """What the orchestrator needs of ``ConfigCipher`` / ``EncryptionService``."""
-
-    def decrypt_config(
-        self, blob: bytes, /, *, org_id: uuid.UUID, connector_type: str
-    ) -> Mapping[str, Any]:
-        """Decrypt a config blob bound to (org_id, connector_type)."""
-        ...
-
-
-@dataclass(frozen=True)
-class _Claim:
-    """An attempt this orchestrator owns, with the connection resolved at claim time."""
-
-    entry: PushLogEntry
-    connection: ConnectionRecord | None
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    status: PushStatus
-    error_message: str | None = None
-    response_json: dict[str, Any] | None = None
-    latency_ms: int | None = None
 
 
 class PushOrchestrator:
@@ -144,6 +106,14 @@ class PushOrchestrator:
         self._clock = clock or utc_now
         self._monotonic = monotonic or time.perf_counter
         self._lease = timedelta(seconds=lease_seconds)
+        self._attempts = PushAttempts(
+            uow,
+            registry,
+            cipher,
+            clock=self._clock,
+            monotonic=self._monotonic,
+            lease_seconds=lease_seconds,
+        )
 
     # -- the seed's API -------------------------------------------------------
 
@@ -220,49 +190,15 @@ class PushOrchestrator:
 
     def _acquire(
         self, org: uuid.UUID, order: DraftOrder, attempt: int
-    ) -> tuple[PushLogEntry, _Claim | None]:
+    ) -> tuple[PushLogEntry, Claim | None]:
         """Return the attempt's row and, if this orchestrator now owns it, the claim."""
-        key = _generate_key(org, order.id, attempt)
-        with self.uow as uow:
-            now = self._clock()
-            existing = uow.push_log.find(key)
-            if existing is None:
-                connection = uow.connections.get_active(org)
-                claimed = uow.push_log.claim(
-                    PushLogEntry.pending(
-                        org_id=org,
-                        draft_order_id=order.id,
-                        idempotency_key=key,
-                        attempt=attempt,
-                        now=now,
-                        lease_expires_at=now + self._lease,
-                        connector_type=connection.connector_type if connection else None,
-                        request_json=order_to_json(order),
-                    )
-                )
-                if claimed is not None:
-                    # Committed before the ERP call: from now on nobody else
-                    # calls the ERP for this key while the lease lives.
-                    uow.commit()
-                    return claimed, _Claim(claimed, connection)
-                existing = uow.push_log.find(key)  # the winner's row (committed)
-            elif existing.lease_expired(now):
-                taken = uow.push_log.take_over(key, now=now, lease_expires_at=now + self._lease)
-                if taken is not None:
-                    connection = uow.connections.get_active(org)
-                    uow.commit()
-                    logger.warning("Took over the expired claim %s", key)
-                    return taken, _Claim(taken, connection)
-                existing = uow.push_log.find(key)
-        if existing is None:  # pragma: no cover - the conflicting row was deleted
-            raise RuntimeError(f"Push log row {key} vanished while claiming it")
-        return existing, None
+        return self._attempts.acquire(org, order, attempt)
 
     def _run(
-        self, claim: _Claim, order: DraftOrder, attempt: int, policy: RetryPolicy
+        self, claim: Claim, order: DraftOrder, attempt: int, policy: RetryPolicy
     ) -> PushLogEntry:
         """Call the ERP for a claimed attempt and record the outcome."""
-        outcome = self._call_erp(claim, order, attempt, policy)
+        outcome = self._attempts.call_erp(claim, order, attempt, policy)
         with self.uow as uow:
             recorded = uow.push_log.update_outcome(
                 claim.entry.id,
@@ -286,131 +222,3 @@ class PushOrchestrator:
             f" ({recorded.error_message})" if recorded.error_message else "",
         )
         return recorded
-
-    def _call_erp(
-        self, claim: _Claim, order: DraftOrder, attempt: int, policy: RetryPolicy
-    ) -> _Outcome:
-        connection = claim.connection
-        if connection is None:
-            return _failed(f"No active ERP connection for organisation {order.org_id}")
-        connector_type = connection.connector_type
-        try:
-            config = self.cipher.decrypt_config(
-                connection.config_encrypted,
-                org_id=connection.org_id,
-                connector_type=connector_type,
-            )
-        except Exception as exc:  # any failure to decrypt is permanent for this blob
-            return _failed(
-                f"Could not decrypt the {connector_type} connection config of organisation "
-                f"{connection.org_id}: {type(exc).__name__}: {exc}"
-            )
-        try:
-            connector = self.registry.get(connector_type)
-        except ValueError as exc:
-            return _failed(str(exc))
-
-        secrets = _secret_values(connector, config)
-        redacted = RedactedConfig(config, _secret_keys(connector, config))
-        started = self._monotonic()
-        try:
-            result = connector.export(order, redacted)
-        except ConnectorError as exc:
-            latency = _elapsed_ms(started, self._monotonic())
-            message = scrub(exc.message, secrets)
-            if exc.retryable and policy.may_retry(attempt):
-                return _Outcome(PushStatus.RETRYING, _bounded(message), latency_ms=latency)
-            if exc.retryable:
-                message = f"{message} (gave up after {policy.total_attempts} attempts)"
-            return _Outcome(PushStatus.FAILED, _bounded(message), latency_ms=latency)
-        except Exception as exc:
-            # A connector bug: not retried blindly (DESIGN: unknown means permanent).
-            latency = _elapsed_ms(started, self._monotonic())
-            logger.exception("Connector %s raised unexpectedly", connector_type)
-            message = scrub(f"Unexpected {type(exc).__name__} in {connector_type}: {exc}", secrets)
-            return _Outcome(PushStatus.FAILED, _bounded(message), latency_ms=latency)
-        latency = _elapsed_ms(started, self._monotonic())
-        response = {k: _scrubbed_json(v, secrets) for k, v in _export_response(result).items()}
-        if not result.success:
-            message = scrub(result.error_message or f"{connector_type} reported failure", secrets)
-            return _Outcome(PushStatus.FAILED, _bounded(message), response, latency)
-        return _Outcome(PushStatus.SUCCESS, None, response, latency)
-
-
-# -- helpers ------------------------------------------------------------------
-
-
-def _failed(message: str) -> _Outcome:
-    return _Outcome(PushStatus.FAILED, _bounded(message))
-
-
-def _bounded(message: str) -> str:
-    if len(message) <= MAX_ERROR_MESSAGE_LENGTH:
-        return message
-    return message[: MAX_ERROR_MESSAGE_LENGTH - 1] + "\u2026"
-
-
-def _elapsed_ms(started: float, ended: float) -> int:
-    return max(0, round((ended - started) * 1000))
-
-
-def _secret_keys(connector: ERPConnectorPort, config: Mapping[str, Any]) -> frozenset[str]:
-    schema = getattr(connector, "config_schema", None)
-    declared: frozenset[str] = getattr(schema, "secret_names", frozenset())
-    guessed = {key for key in config if _SECRET_KEY_PATTERN.search(str(key))}
-    return frozenset(declared) | frozenset(guessed)
-
-
-def _secret_values(connector: ERPConnectorPort, config: Mapping[str, Any]) -> list[str]:
-    """Every secret value of ``config`` as text, for scrubbing messages."""
-    schema = getattr(connector, "config_schema", None)
-    declared: frozenset[str] = getattr(schema, "secret_names", frozenset())
-    values = [str(config[k]) for k in declared if config.get(k) not in (None, "")]
-    # Keys only guessed to be secret count if their value is text: scrubbing
-    # "True" or "1" out of every message would garble them for nothing.
-    values += [
-        v
-        for k, v in config.items()
-        if k not in declared and _SECRET_KEY_PATTERN.search(str(k)) and isinstance(v, str) and v
-    ]
-    return values
-
-
-def _json_ready(value: object) -> JsonValue:
-    """Return ``value`` with UUIDs, decimals and datetimes as strings (JSONB-safe)."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON (and JSONB) has no NaN or Infinity
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, uuid.UUID | Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _export_response(result: ExportResult) -> dict[str, JsonValue]:
-    response: dict[str, JsonValue] = {
-        "success": result.success,
-        "export_id": _json_ready(result.export_id),
-        "storage_key": result.storage_key,
-        "connector_metadata": _json_ready(dict(result.connector_metadata)),
-    }
-    if result.error_message:
-        response["error_message"] = result.error_message
-    return response
-
-
-def _scrubbed_json(value: JsonValue, secrets: list[str]) -> JsonValue:
-    """Scrub secret values out of every string of a JSON-ready value."""
-    if isinstance(value, dict):
-        return {k: _scrubbed_json(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrubbed_json(v, secrets) for v in value]
-    if isinstance(value, str):
-        return scrub(value, secrets)
-    return value

@@ -1,0 +1,338 @@
+"""One push attempt, shared by the synchronous orchestrator and the Kafka push worker.
+
+:class:`PushAttempts` holds the steps every push of a draft order goes
+through, whoever drives it:
+
+* :meth:`PushAttempts.acquire` - claim the attempt's ``erp_push_log`` row
+  (PENDING, with a lease) and *commit it before the ERP is called*; an expired
+  claim of a dead worker is taken over. Losing the race returns the winner's
+  row and no claim.
+* :meth:`PushAttempts.call_erp` - resolve the decrypted config of the ACTIVE
+  connection resolved at claim time, take the connector from the registry,
+  call ``export`` through the port and classify the outcome: SUCCESS,
+  RETRYING (transient, attempts left) or FAILED (permanent, exhausted, no
+  connection, undecryptable config, unknown type). Error messages are
+  scrubbed of every secret value of the config and bounded.
+
+Recording the outcome is left to the caller: the orchestrator updates the
+push log alone, the push worker updates it together with an outbox event in
+one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from domain.errors import ConnectorError
+from domain.idempotency import generate_idempotency_key as _generate_key
+from domain.model import DraftOrder, PushStatus
+from domain.ports import ERPConnectorPort, ExportResult
+from domain.records import ConnectionRecord, PushLogEntry, order_to_json, utc_now
+from domain.redaction import RedactedConfig, scrub
+from domain.repositories import UnitOfWork
+from domain.retry import RetryPolicy
+
+logger = logging.getLogger("consumer.push_service")
+
+#: How long a claimed attempt is protected from take-over by another worker.
+#: Must exceed the slowest connector call (connector timeouts are far lower).
+DEFAULT_LEASE_SECONDS = 300.0
+#: Longest error message stored in the push log (the rest is cut off).
+MAX_ERROR_MESSAGE_LENGTH = 2000
+
+#: ``error_class`` of a push that found no ACTIVE connection for its organisation.
+NO_ACTIVE_CONNECTION = "NoActiveConnection"
+#: ``error_class`` of a push whose connection config could not be decrypted.
+CONFIG_NOT_DECRYPTABLE = "ConfigDecryptionError"
+#: ``error_class`` of a push whose connection names a connector type nobody registered.
+UNKNOWN_CONNECTOR_TYPE = "UnknownConnectorType"
+
+# Config keys treated as secret even if a connector's schema forgets to say so.
+_SECRET_KEY_PATTERN = re.compile(
+    r"pass|secret|token|api_?key|private|credential|auth", re.IGNORECASE
+)
+
+
+#: A JSON document as stored in a JSONB column.
+JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+
+
+class ConnectorLookup(Protocol):
+    """What the orchestrator needs of ``ConnectorRegistry``."""
+
+    def get(self, connector_type: str, /) -> ERPConnectorPort:
+        """Return a connector for ``connector_type``; ``ValueError`` if unknown."""
+        ...
+
+
+class ConfigDecryptor(Protocol):
+    """What the orchestrator needs of ``ConfigCipher`` / ``EncryptionService``."""
+
+    def decrypt_config(
+        self, blob: bytes, /, *, org_id: uuid.UUID, connector_type: str
+    ) -> Mapping[str, Any]:
+        """Decrypt a config blob bound to (org_id, connector_type)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An attempt this worker owns, with the connection resolved at claim time."""
+
+    entry: PushLogEntry
+    connection: ConnectionRecord | None
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """What one ERP call decided, ready to be recorded.
+
+    ``error_class`` names the failure (a ``ConnectorError`` subclass, or one of
+    this module's constants) and is None on SUCCESS; ``error_message`` is
+    scrubbed of secrets and bounded.
+    """
+
+    status: PushStatus
+    error_message: str | None = None
+    response_json: dict[str, Any] | None = None
+    latency_ms: int | None = None
+    error_class: str | None = None
+
+    @property
+    def storage_key(self) -> str | None:
+        """Where the ERP or dropzone keeps the exported document, if it said."""
+        value = (self.response_json or {}).get("storage_key")
+        return value if isinstance(value, str) else None
+
+    @property
+    def erp_reference(self) -> str | None:
+        """The ERP's own reference of the created document, if the connector reported one."""
+        metadata = (self.response_json or {}).get("connector_metadata")
+        if isinstance(metadata, Mapping):
+            for name in ("erp_reference", "erp_order_id"):
+                value = metadata.get(name)
+                if value is not None:
+                    return str(value)
+        return None
+
+
+class PushAttempts:
+    """Claims push attempts and calls the ERP for them (see the module docstring).
+
+    ``clock`` gives aware UTC datetimes, ``monotonic`` seconds for latency.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        registry: ConnectorLookup,
+        cipher: ConfigDecryptor,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        monotonic: Callable[[], float] | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
+        self.uow = uow
+        self.registry = registry
+        self.cipher = cipher
+        self.clock = clock or utc_now
+        self.monotonic = monotonic or time.perf_counter
+        self.lease = timedelta(seconds=lease_seconds)
+
+    def acquire(
+        self, org: uuid.UUID, order: DraftOrder, attempt: int
+    ) -> tuple[PushLogEntry, Claim | None]:
+        """Return the attempt's row and, if this worker now owns it, the claim."""
+        key = _generate_key(org, order.id, attempt)
+        with self.uow as uow:
+            now = self.clock()
+            existing = uow.push_log.find(key)
+            if existing is None:
+                connection = uow.connections.get_active(org)
+                claimed = uow.push_log.claim(
+                    PushLogEntry.pending(
+                        org_id=org,
+                        draft_order_id=order.id,
+                        idempotency_key=key,
+                        attempt=attempt,
+                        now=now,
+                        lease_expires_at=now + self.lease,
+                        connector_type=connection.connector_type if connection else None,
+                        request_json=order_to_json(order),
+                    )
+                )
+                if claimed is not None:
+                    # Committed before the ERP call: from now on nobody else
+                    # calls the ERP for this key while the lease lives.
+                    uow.commit()
+                    return claimed, Claim(claimed, connection)
+                existing = uow.push_log.find(key)  # the winner's row (committed)
+            elif existing.lease_expired(now):
+                taken = uow.push_log.take_over(key, now=now, lease_expires_at=now + self.lease)
+                if taken is not None:
+                    connection = uow.connections.get_active(org)
+                    uow.commit()
+                    logger.warning("Took over the expired claim %s", key)
+                    return taken, Claim(taken, connection)
+                existing = uow.push_log.find(key)
+        if existing is None:  # pragma: no cover - the conflicting row was deleted
+            raise RuntimeError(f"Push log row {key} vanished while claiming it")
+        return existing, None
+
+    def call_erp(
+        self, claim: Claim, order: DraftOrder, attempt: int, policy: RetryPolicy
+    ) -> AttemptOutcome:
+        """Call the ERP for a claimed attempt and classify the outcome (nothing is recorded)."""
+        connection = claim.connection
+        if connection is None:
+            return _failed(
+                f"No active ERP connection for organisation {order.org_id}", NO_ACTIVE_CONNECTION
+            )
+        connector_type = connection.connector_type
+        try:
+            config = self.cipher.decrypt_config(
+                connection.config_encrypted,
+                org_id=connection.org_id,
+                connector_type=connector_type,
+            )
+        except Exception as exc:  # any failure to decrypt is permanent for this blob
+            return _failed(
+                f"Could not decrypt the {connector_type} connection config of organisation "
+                f"{connection.org_id}: {type(exc).__name__}: {exc}",
+                CONFIG_NOT_DECRYPTABLE,
+            )
+        try:
+            connector = self.registry.get(connector_type)
+        except ValueError as exc:
+            return _failed(str(exc), UNKNOWN_CONNECTOR_TYPE)
+
+        secrets = _secret_values(connector, config)
+        redacted = RedactedConfig(config, _secret_keys(connector, config))
+        started = self.monotonic()
+        try:
+            result = connector.export(order, redacted)
+        except ConnectorError as exc:
+            latency = _elapsed_ms(started, self.monotonic())
+            message = scrub(exc.message, secrets)
+            error_class = type(exc).__name__
+            if exc.retryable and policy.may_retry(attempt):
+                return AttemptOutcome(
+                    PushStatus.RETRYING,
+                    _bounded(message),
+                    latency_ms=latency,
+                    error_class=error_class,
+                )
+            if exc.retryable:
+                message = f"{message} (gave up after {policy.total_attempts} attempts)"
+            return AttemptOutcome(
+                PushStatus.FAILED, _bounded(message), latency_ms=latency, error_class=error_class
+            )
+        except Exception as exc:
+            # A connector bug: not retried blindly (DESIGN: unknown means permanent).
+            latency = _elapsed_ms(started, self.monotonic())
+            logger.exception("Connector %s raised unexpectedly", connector_type)
+            message = scrub(f"Unexpected {type(exc).__name__} in {connector_type}: {exc}", secrets)
+            return AttemptOutcome(
+                PushStatus.FAILED,
+                _bounded(message),
+                latency_ms=latency,
+                error_class=type(exc).__name__,
+            )
+        latency = _elapsed_ms(started, self.monotonic())
+        response = {k: _scrubbed_json(v, secrets) for k, v in _export_response(result).items()}
+        if not result.success:
+            message = scrub(result.error_message or f"{connector_type} reported failure", secrets)
+            return AttemptOutcome(
+                PushStatus.FAILED, _bounded(message), response, latency, "ConnectorRejectedError"
+            )
+        return AttemptOutcome(PushStatus.SUCCESS, None, response, latency)
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def _failed(message: str, error_class: str) -> AttemptOutcome:
+    return AttemptOutcome(PushStatus.FAILED, _bounded(message), error_class=error_class)
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_ERROR_MESSAGE_LENGTH:
+        return message
+    return message[: MAX_ERROR_MESSAGE_LENGTH - 1] + "\u2026"
+
+
+def _elapsed_ms(started: float, ended: float) -> int:
+    return max(0, round((ended - started) * 1000))
+
+
+def _secret_keys(connector: ERPConnectorPort, config: Mapping[str, Any]) -> frozenset[str]:
+    schema = getattr(connector, "config_schema", None)
+    declared: frozenset[str] = getattr(schema, "secret_names", frozenset())
+    guessed = {key for key in config if _SECRET_KEY_PATTERN.search(str(key))}
+    return frozenset(declared) | frozenset(guessed)
+
+
+def _secret_values(connector: ERPConnectorPort, config: Mapping[str, Any]) -> list[str]:
+    """Every secret value of ``config`` as text, for scrubbing messages."""
+    schema = getattr(connector, "config_schema", None)
+    declared: frozenset[str] = getattr(schema, "secret_names", frozenset())
+    values = [str(config[k]) for k in declared if config.get(k) not in (None, "")]
+    # Keys only guessed to be secret count if their value is text: scrubbing
+    # "True" or "1" out of every message would garble them for nothing.
+    values += [
+        v
+        for k, v in config.items()
+        if k not in declared and _SECRET_KEY_PATTERN.search(str(k)) and isinstance(v, str) and v
+    ]
+    return values
+
+
+def _json_ready(value: object) -> JsonValue:
+    """Return ``value`` with UUIDs, decimals and datetimes as strings (JSONB-safe)."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON (and JSONB) has no NaN or Infinity
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _export_response(result: ExportResult) -> dict[str, JsonValue]:
+    response: dict[str, JsonValue] = {
+        "success": result.success,
+        "export_id": _json_ready(result.export_id),
+        "storage_key": result.storage_key,
+        "connector_metadata": _json_ready(dict(result.connector_metadata)),
+    }
+    if result.error_message:
+        response["error_message"] = result.error_message
+    return response
+
+
+def _scrubbed_json(value: JsonValue, secrets: list[str]) -> JsonValue:
+    """Scrub secret values out of every string of a JSON-ready value."""
+    if isinstance(value, dict):
+        return {k: _scrubbed_json(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed_json(v, secrets) for v in value]
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    return value
