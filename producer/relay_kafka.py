@@ -76,14 +76,8 @@ class KafkaEventSink:
         from adapters.kafka.errors import ProduceError
 
         try:
-            self._producer.produce(
-                topic,
-                key,
-                value,
-                [(name, text.encode()) for name, text in headers.items()],
-                self._on_delivery,
-                opaque=token,
-            )
+            # EventProducer turns the str values into UTF-8 header bytes.
+            self._producer.produce(topic, key, value, headers, self._on_delivery, opaque=token)
         except ProduceError as exc:
             self._check_fatal()
             raise SinkRejected(str(exc)) from exc
@@ -125,7 +119,12 @@ def default_routes(topics: TopicNames) -> dict[str, Route]:
     def encode(event: OutboxEvent) -> bytes:
         return encode_outbox_event(event)
 
-    return {event_type: Route(topic(topics), encode) for event_type, topic in EVENT_TOPICS.items()}
+    from consumer.outbox_events import outcome_routes
+
+    routes = {name: Route(topic(topics), encode) for name, topic in EVENT_TOPICS.items()}
+    # The push worker's retry-tier and DLQ records (own encoders, topic per tier).
+    routes.update({name: Route(t, enc) for name, (t, enc) in outcome_routes(topics).items()})
+    return routes
 
 
 def kafka_sink_factory(

@@ -1,0 +1,74 @@
+"""Outbox events the push worker writes, and how the relay publishes them.
+
+Every outcome of a push goes through the outbox, in the same transaction as
+the push log update (no dual write to the database and Kafka):
+
+* ``PushResult`` -> ``<prefix>.push.results`` (routed by the relay already);
+* ``PushRetry.<n>`` -> retry tier ``<prefix>.push.retry.<n>``: the request's
+  next attempt as a ``PushRequested`` record (payload in :func:`jsonable` form);
+* ``PushDeadLettered`` -> ``<prefix>.push.dlq``: the failed message's value,
+  unchanged (base64 in the payload).
+
+The outbox row's ``event_type`` only routes; the Kafka ``event_type`` header
+names the Avro record of the value (``PushRequested`` on tiers and the DLQ).
+:func:`outcome_routes` gives the relay its topic and encoder per event type.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from domain.records import OutboxEvent
+
+if TYPE_CHECKING:
+    from adapters.kafka.topics import TopicNames
+
+#: ``event_type`` of the final outcome of a push (value: ``PushResult``).
+EVENT_PUSH_RESULT = "PushResult"
+#: Prefix of the ``event_type`` of a retry record for tier ``n``: ``PushRetry.<n>``.
+EVENT_PUSH_RETRY_PREFIX = "PushRetry."
+#: ``event_type`` of a dead letter (value: the original message's bytes).
+EVENT_PUSH_DEAD_LETTERED = "PushDeadLettered"
+#: Payload key of a dead letter's original value.
+DEAD_LETTER_VALUE = "value_base64"
+
+Encoder = Callable[[OutboxEvent], bytes]
+
+
+def retry_event_type(tier: int) -> str:
+    """The outbox ``event_type`` of a record for retry tier ``tier``."""
+    if tier < 1:
+        raise ValueError(f"Retry tier must be >= 1, got {tier}")
+    return f"{EVENT_PUSH_RETRY_PREFIX}{tier}"
+
+
+def dead_letter_payload(value: bytes | None) -> dict[str, Any]:
+    """The outbox payload carrying a dead letter's original value."""
+    return {DEAD_LETTER_VALUE: base64.b64encode(value or b"").decode("ascii")}
+
+
+def encode_dead_letter(event: OutboxEvent) -> bytes:
+    """The Kafka value of a ``PushDeadLettered`` outbox event: the original bytes."""
+    return base64.b64decode(event.payload[DEAD_LETTER_VALUE], validate=True)
+
+
+def encode_retry(event: OutboxEvent) -> bytes:
+    """The Kafka value of a ``PushRetry.<n>`` outbox event: its ``PushRequested`` record."""
+    from adapters.avro.codec import PUSH_REQUESTED, encode
+
+    return encode(PUSH_REQUESTED, event.payload)
+
+
+def outcome_routes(topics: TopicNames) -> dict[str, tuple[str, Encoder]]:
+    """``event_type -> (topic, encoder)`` for the retry tiers and the DLQ (for the relay).
+
+    ``PushResult`` is not listed: the relay routes it with its default encoder.
+    """
+    routes: dict[str, tuple[str, Encoder]] = {
+        retry_event_type(n): (topics.retry(n), encode_retry)
+        for n in range(1, topics.retry_tiers + 1)
+    }
+    routes[EVENT_PUSH_DEAD_LETTERED] = (topics.dlq, encode_dead_letter)
+    return routes

@@ -1,0 +1,356 @@
+"""What the push worker does with ONE consumed message (no Kafka client here).
+
+:meth:`PushHandler.handle` decodes a request, deduplicates it, claims the
+attempt, calls the ERP through :class:`~consumer.push_attempt.PushAttempts`
+and records the outcome together with its outbox event in one transaction:
+
+* SUCCESS -> push log SUCCESS + ``PushResult`` SUCCESS;
+* transient error with attempts left -> push log RETRYING + the next attempt
+  for retry tier ``n + 1`` (``due_at = now + base * 2^n``);
+* permanent error or retries exhausted -> push log FAILED + ``PushResult``
+  FAILED + a dead letter of the request.
+
+A message that cannot be understood (missing or garbled headers, undecodable,
+unknown schema, invalid content) is returned as a :class:`DeadLetter` for the
+worker to produce straight to the DLQ: the database has nothing to do with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from adapters.avro.codec import AvroCodecError, decode_push_requested
+from adapters.avro.records import draft_order_from_push_requested, jsonable, push_result_record
+from adapters.kafka.errors import HeaderError
+from adapters.kafka.headers import (
+    EventHeaders,
+    FailureInfo,
+    build_headers,
+    parse_headers,
+    replace_failure_headers,
+)
+from consumer.outbox_events import (
+    EVENT_PUSH_DEAD_LETTERED,
+    EVENT_PUSH_RESULT,
+    dead_letter_payload,
+    retry_event_type,
+)
+from consumer.push_attempt import AttemptOutcome, PushAttempts
+from domain.idempotency import generate_idempotency_key
+from domain.model import DraftOrder, PushStatus
+from domain.records import AGGREGATE_DRAFT_ORDER, EVENT_PUSH_REQUESTED, OutboxEvent, PushLogEntry
+from domain.retry import RetryPolicy, retry_delay
+
+_log = logging.getLogger("orderflow.consumer")
+
+
+class Message(Protocol):
+    """What the handler reads of a consumed record (``ConsumedMessage`` fits)."""
+
+    @property
+    def topic(self) -> str: ...  # noqa: D102
+    @property
+    def partition(self) -> int: ...  # noqa: D102
+    @property
+    def offset(self) -> int: ...  # noqa: D102
+    @property
+    def key(self) -> bytes | None: ...  # noqa: D102
+    @property
+    def value(self) -> bytes | None: ...  # noqa: D102
+    @property
+    def header_items(self) -> tuple[tuple[str, bytes | None], ...]: ...  # noqa: D102
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message to produce to the DLQ as is (value and key unchanged, failure headers added)."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Handled:
+    """The message is done (its outcome, if any, is committed): its offset may be stored."""
+
+    what: str
+
+
+HandleResult = Handled | DeadLetter
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """Retry schedule of the worker: ``max_retries`` attempts after the first, delay base·2^n."""
+
+    max_retries: int = 3
+    retry_delay_base: float = 1.0
+    retry_tiers: int = 3
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The schedule as a ``RetryPolicy`` (no retries when there is no tier to use)."""
+        retries = self.max_retries if self.retry_tiers > 0 else 0
+        return RetryPolicy(max_retries=retries, retry_delay_base=self.retry_delay_base)
+
+    def tier_for(self, attempt: int) -> int:
+        """The retry tier of ``attempt`` (>= 1); attempts beyond the last tier reuse it."""
+        return max(1, min(attempt, self.retry_tiers))
+
+
+class PushHandler:
+    """Handles one consumed request; thread-safe if ``attempts`` builds a unit of work per call.
+
+    ``attempts_factory`` returns a :class:`PushAttempts` (its unit of work is
+    used by one thread at a time: the worker builds one per worker thread).
+    """
+
+    def __init__(
+        self,
+        attempts_factory: Callable[[], PushAttempts],
+        settings: RetrySettings | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._factory = attempts_factory
+        self.settings = settings or RetrySettings()
+        self._clock = clock
+
+    def new_attempts(self) -> PushAttempts:
+        """A new :class:`PushAttempts` (one per worker thread: units of work are not shared)."""
+        return self._factory()
+
+    def handle(self, message: Message, attempts: PushAttempts | None = None) -> HandleResult:
+        """Process ``message``; return :class:`Handled` or a :class:`DeadLetter` to produce."""
+        attempts = attempts or self._factory()
+        now = (self._clock or attempts.clock)()
+        try:
+            headers = parse_headers(message.header_items)
+        except HeaderError as exc:
+            return _dead_letter(message, type(exc).__name__, str(exc), now, None)
+        try:
+            record = decode_push_requested(message.value)
+            order = draft_order_from_push_requested(record)
+        except AvroCodecError as exc:
+            return _dead_letter(message, type(exc).__name__, exc.reason, now, headers.failure)
+        org: uuid.UUID = record["org_id"]
+        attempt: int = record["attempt"]
+
+        with attempts.uow as uow:
+            done = uow.push_log.find_success(org, order.id)
+        if done is not None:
+            _log.info("Draft order %s already pushed: duplicate ignored", order.id)
+            return Handled("duplicate")
+        entry, claim = attempts.acquire(org, order, attempt)
+        if claim is None:
+            _log.info(
+                "Attempt %s already %s: duplicate ignored",
+                entry.idempotency_key,
+                entry.status.value,
+            )
+            return Handled("duplicate")
+        outcome = attempts.call_erp(claim, order, attempt, self.settings.policy)
+        events = self._outcome_events(
+            message, headers, record, order, claim.entry, outcome, attempts.clock()
+        )
+        with attempts.uow as uow:
+            recorded = uow.push_log.update_outcome(
+                claim.entry.id,
+                status=outcome.status,
+                now=attempts.clock(),
+                response_json=outcome.response_json,
+                error_message=outcome.error_message,
+                latency_ms=outcome.latency_ms,
+            )
+            if recorded is not None:
+                for event in events:
+                    uow.outbox.add(event)
+            uow.commit()
+        if recorded is None:
+            # Our lease expired and another worker recorded the attempt first.
+            return Handled("superseded")
+        _log.info("Push %s: %s", entry.idempotency_key, outcome.status.value)
+        return Handled(outcome.status.value)
+
+    # --- outbox events --------------------------------------------------------------------
+    def _outcome_events(
+        self,
+        message: Message,
+        headers: EventHeaders,
+        request: Mapping[str, Any],
+        order: DraftOrder,
+        entry: PushLogEntry,
+        outcome: AttemptOutcome,
+        now: datetime,
+    ) -> list[OutboxEvent]:
+        attempt = entry.attempt
+        connector_type = entry.connector_type
+        if outcome.status is PushStatus.RETRYING:
+            return [self._retry_event(message, headers, request, order, outcome, now)]
+        result_id = uuid.uuid4()
+        result = push_result_record(
+            request,
+            event_id=result_id,
+            status=outcome.status,
+            completed_at=now,
+            connector_type=connector_type,
+            storage_key=outcome.storage_key if outcome.status is PushStatus.SUCCESS else None,
+            erp_reference=outcome.erp_reference,
+            error_class=outcome.error_class,
+            error_message=outcome.error_message,
+            latency_ms=outcome.latency_ms,
+        )
+        result_headers = EventHeaders(
+            event_id=result_id,
+            event_type=EVENT_PUSH_RESULT,
+            idempotency_key=entry.idempotency_key,
+            org_id=order.org_id,
+            attempt=attempt,
+            occurred_at=now,
+            traceparent=headers.traceparent,
+        )
+        events = [_outbox(order, EVENT_PUSH_RESULT, jsonable(result), result_headers, now)]
+        if outcome.status is PushStatus.FAILED:
+            failure = _failure(message, headers.failure, outcome, now, None)
+            dead_headers = EventHeaders(
+                event_id=headers.event_id,
+                event_type=EVENT_PUSH_REQUESTED,
+                idempotency_key=entry.idempotency_key,
+                org_id=order.org_id,
+                attempt=attempt,
+                occurred_at=headers.occurred_at,
+                traceparent=headers.traceparent,
+                failure=failure,
+            )
+            events.append(
+                _outbox(
+                    order,
+                    EVENT_PUSH_DEAD_LETTERED,
+                    dead_letter_payload(message.value),
+                    dead_headers,
+                    now,
+                    event_id=uuid.uuid4(),
+                )
+            )
+        return events
+
+    def _retry_event(
+        self,
+        message: Message,
+        headers: EventHeaders,
+        request: Mapping[str, Any],
+        order: DraftOrder,
+        outcome: AttemptOutcome,
+        now: datetime,
+    ) -> OutboxEvent:
+        attempt = int(request["attempt"])
+        following = attempt + 1
+        due = now + timedelta(seconds=retry_delay(attempt, self.settings.retry_delay_base))
+        key = generate_idempotency_key(order.org_id, order.id, following)
+        event_id = uuid.uuid4()
+        record = {
+            **request,
+            "event_id": event_id,
+            "idempotency_key": key,
+            "attempt": following,
+            "occurred_at": now,
+        }
+        retry_headers = EventHeaders(
+            event_id=event_id,
+            event_type=EVENT_PUSH_REQUESTED,
+            idempotency_key=key,
+            org_id=order.org_id,
+            attempt=following,
+            occurred_at=now,
+            traceparent=headers.traceparent,
+            failure=_failure(message, headers.failure, outcome, now, due),
+        )
+        tier = self.settings.tier_for(following)
+        return _outbox(order, retry_event_type(tier), jsonable(record), retry_headers, now)
+
+
+def _failure(
+    message: Message,
+    previous: FailureInfo | None,
+    outcome: AttemptOutcome,
+    now: datetime,
+    due_at: datetime | None,
+) -> FailureInfo:
+    error_class = outcome.error_class or "PushFailed"
+    text = outcome.error_message or outcome.status.value
+    if previous is not None:
+        return previous.repeated(error_class=error_class, error_message=text, due_at=due_at)
+    return FailureInfo.new(
+        original_topic=message.topic,
+        original_partition=message.partition,
+        original_offset=message.offset,
+        error_class=error_class,
+        error_message=text,
+        first_failure_at=now,
+        due_at=due_at,
+    )
+
+
+def _outbox(
+    order: DraftOrder,
+    event_type: str,
+    payload: dict[str, Any],
+    headers: EventHeaders,
+    now: datetime,
+    *,
+    event_id: uuid.UUID | None = None,
+) -> OutboxEvent:
+    return OutboxEvent(
+        event_id=event_id or headers.event_id,
+        aggregate_type=AGGREGATE_DRAFT_ORDER,
+        aggregate_id=order.id,
+        org_id=order.org_id,
+        event_type=event_type,
+        payload=payload,
+        headers=_text_headers(build_headers(headers)),
+        created_at=now,
+    )
+
+
+def _text_headers(pairs: Sequence[tuple[str, bytes]]) -> dict[str, str]:
+    return {key: value.decode("utf-8") for key, value in pairs}
+
+
+def _dead_letter(
+    message: Message,
+    error_class: str,
+    reason: str,
+    now: datetime,
+    previous: FailureInfo | None,
+) -> DeadLetter:
+    if previous is not None:
+        failure = previous.repeated(error_class=error_class, error_message=reason, due_at=None)
+    else:
+        failure = FailureInfo.new(
+            original_topic=message.topic,
+            original_partition=message.partition,
+            original_offset=message.offset,
+            error_class=error_class,
+            error_message=reason,
+            first_failure_at=now,
+        )
+    _log.warning(
+        "Dead-lettering %s[%d]@%d: %s",
+        message.topic,
+        message.partition,
+        message.offset,
+        error_class,
+    )
+    return DeadLetter(
+        key=message.key,
+        value=message.value,
+        headers=replace_failure_headers(message.header_items, failure),
+        reason=failure.error_message,
+    )
