@@ -57,8 +57,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from domain.records import OutboxEvent
 from domain.repositories import RepositoryError
@@ -268,6 +269,32 @@ class RelayConfig:
     producer_extra: Mapping[str, Any] | None = None
 
 
+_T = TypeVar("_T")
+
+
+class _DbThread:
+    """Runs every call to the source on one background thread, in submission order.
+
+    This is what pipelines the database with the rest: while the main thread
+    encodes and produces batch k, this thread already runs the claim of batch
+    k+1 and the completion of earlier batches (psycopg2 releases the GIL while
+    it waits for the server). One thread keeps the source's single session
+    free of concurrent use.
+    """
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-db")
+
+    def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+        return self._executor.submit(fn, *args)
+
+    def call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return self._executor.submit(fn, *args).result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
 # --- the relay -----------------------------------------------------------------------------
 
 
@@ -300,8 +327,13 @@ class OutboxRelay:
         self.stats = RelayStats()
         self._stopping = threading.Event()
         self._waker: _Waker | None = None
+        self._db: _DbThread | None = None
         self._in_flight: set[int] = set()
         self._acked: list[int] = []
+        #: Completions submitted to the database thread, with their ids.
+        self._marking: list[tuple[Future[int], list[int]]] = []
+        #: The next batch, claimed ahead on the database thread.
+        self._prefetch: Future[Sequence[OutboxEvent]] | None = None
         self._failed = False
         self._pass = _Pass()
         self._refused_logged: set[int] = set()
@@ -332,6 +364,7 @@ class OutboxRelay:
         self._waker = _Waker()
         if self._stopping.is_set():
             self._waker.wake()
+        db = self._db = _DbThread()
         sink: EventSink | None = None
         backoff = settings.reconnect_initial_s
         standby_logged = False
@@ -340,7 +373,7 @@ class OutboxRelay:
                 try:
                     if sink is None:
                         sink = self._sink_factory()
-                    if not self._source.try_acquire_leadership():
+                    if not db.call(self._source.try_acquire_leadership):
                         if not standby_logged:
                             _log.info("Relay on standby: another relay holds the leader lock")
                             standby_logged = True
@@ -372,6 +405,7 @@ class OutboxRelay:
     def _lead(self, sink: EventSink) -> RelayExit:
         """Publish while leader; return on stop or (drain mode) when nothing is left."""
         settings = self.settings
+        db = self._database()
         source = self._source
         waker = self._waker
         wake_fd = waker.read_fd if waker is not None else None
@@ -399,7 +433,7 @@ class OutboxRelay:
                     self._collect(sink.poll(settings.ack_wait_s))
                     self._mark_if_due()
                     # A NOTIFY means new commits: claim past the cursor (no query sent here).
-                    if source.wait_for_events(0.0, wake_fd):
+                    if db.call(source.wait_for_events, 0.0, wake_fd):
                         want_claim = True
                     continue
                 self._mark()
@@ -409,7 +443,7 @@ class OutboxRelay:
                     if self._pass.sent == 0:
                         return RelayExit.DRAINED
                 else:
-                    source.wait_for_events(settings.idle_poll_s, wake_fd)
+                    db.call(source.wait_for_events, settings.idle_poll_s, wake_fd)
                     if waker is not None:
                         waker.drain()
                 # Window empty: restarting at cursor 0 is free and catches stragglers.
@@ -423,15 +457,42 @@ class OutboxRelay:
                 self._mark_if_due()
                 continue
             self._mark_if_due()
-            events = source.claim(self._pass.cursor, settings.batch_size)
-            self.stats.claims += 1
-            for event in events:
-                self._publish(sink, event)
+            events = self._claim()
             if len(events) < settings.batch_size:
                 want_claim = False
+            elif len(self._in_flight) + len(events) + settings.batch_size <= settings.max_in_flight:
+                # Claim the next batch on the database thread while this one is
+                # encoded and produced here.
+                last = events[-1].id
+                assert last is not None
+                self._prefetch = db.submit(source.claim, last, settings.batch_size)
+            for event in events:
+                self._publish(sink, event)
         return RelayExit.STOPPED
 
+    def _database(self) -> _DbThread:
+        assert self._db is not None, "run() owns the database thread"
+        return self._db
+
+    def _claim(self) -> Sequence[OutboxEvent]:
+        """Return the next batch of this pass (prefetched if it was claimed ahead)."""
+        future, self._prefetch = self._prefetch, None
+        if future is None:
+            future = self._database().submit(
+                self._source.claim, self._pass.cursor, self.settings.batch_size
+            )
+        events = future.result()
+        self.stats.claims += 1
+        return events
+
+    def _drop_prefetch(self) -> None:
+        """Forget a batch claimed ahead (a new pass claims it again); its errors surface."""
+        future, self._prefetch = self._prefetch, None
+        if future is not None:
+            future.result()
+
     def _new_pass(self) -> None:
+        self._drop_prefetch()
         self._pass = _Pass(started=self._clock())
         self._failed = False
         self.stats.passes += 1
@@ -501,16 +562,39 @@ class OutboxRelay:
 
     def _mark_if_due(self) -> None:
         if len(self._acked) >= self.settings.batch_size:
-            self._mark()
+            self._mark_async()
+
+    def _mark_async(self) -> None:
+        """Submit the acknowledged ids for completion on the database thread."""
+        if self._acked:
+            ids, self._acked = self._acked, []
+            self._marking.append((self._database().submit(self._source.mark_published, ids), ids))
+        self._reap_marks(block=False)
 
     def _mark(self) -> None:
-        if not self._acked:
-            return
-        ids = self._acked
-        self._source.mark_published(ids)
-        # Cleared only after success: on a database error the ids are marked later.
-        self._acked = []
-        self.stats.marked += len(ids)
+        """Complete every acknowledged event now (waits for earlier completions too)."""
+        self._mark_async()
+        self._reap_marks(block=True)
+
+    def _reap_marks(self, *, block: bool) -> None:
+        """Account finished completions; a failed one puts its ids back, then raises."""
+        pending: list[tuple[Future[int], list[int]]] = []
+        error: BaseException | None = None
+        for future, ids in self._marking:
+            if not block and not future.done():
+                pending.append((future, ids))
+                continue
+            try:
+                future.result()
+            except BaseException as exc:
+                # Kept for the next attempt (after a reconnect): they were delivered.
+                self._acked.extend(ids)
+                error = error or exc
+            else:
+                self.stats.marked += len(ids)
+        self._marking = pending
+        if error is not None:
+            raise error
 
     def _log_progress(self) -> None:
         now = self._clock()
@@ -530,8 +614,20 @@ class OutboxRelay:
         self._progress_base = self.stats.marked
 
     # --- failures and shutdown ------------------------------------------------------------
+    def _settle_database(self) -> None:
+        """Wait for queued database work after a failure; keep unmarked ids for later."""
+        future, self._prefetch = self._prefetch, None
+        # Errors here are the outage being handled already; failed completions
+        # put their ids back on the acknowledged list.
+        if future is not None:
+            with contextlib.suppress(*self._source_errors):
+                future.result()
+        with contextlib.suppress(*self._source_errors):
+            self._reap_marks(block=True)
+
     def _reset_after_source_loss(self, sink: EventSink | None) -> EventSink | None:
         """Keep the acknowledgements that can still come; forget the rest of the window."""
+        self._settle_database()
         if sink is not None and self._in_flight:
             try:
                 self._collect(sink.flush(self.settings.flush_timeout_s))
@@ -553,6 +649,7 @@ class OutboxRelay:
 
     def _shutdown(self, sink: EventSink | None) -> None:
         """Flush (bounded), mark what was acknowledged, release the lock."""
+        db = self._db
         try:
             if sink is not None:
                 try:
@@ -569,6 +666,7 @@ class OutboxRelay:
                     )
                 self._discard_sink(sink)
             try:
+                self._settle_database()
                 self._mark()
             except self._source_errors as exc:
                 _log.warning(
@@ -579,8 +677,14 @@ class OutboxRelay:
                 )
         finally:
             try:
-                self._source.close()
+                if db is not None:
+                    db.call(self._source.close)
+                else:  # pragma: no cover - run() always creates it
+                    self._source.close()
             finally:
+                if db is not None:
+                    db.close()
+                    self._db = None
                 if self._waker is not None:
                     self._waker.close()
                     self._waker = None

@@ -212,6 +212,10 @@ class PgOutboxRelayStore:
     # --- events ---------------------------------------------------------------------------
     def claim(self, after_id: int, limit: int) -> list[OutboxEvent]:
         """Return up to ``limit`` unpublished events with ``id > after_id``, in ``id`` order."""
+        if not self.is_leader:
+            # Never claim on a session without the lock (e.g. a fresh one opened
+            # after the leader's session died): another relay may be publishing.
+            raise OutboxUnavailable("This session does not hold the relay leader lock")
         conn = self._connection()
         # Notifications received before this statement are covered by its snapshot;
         # the ones arriving during or after it stay queued and wake the next wait.

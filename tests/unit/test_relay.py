@@ -138,12 +138,15 @@ class FakeSource:
         self.on_wait: Callable[[FakeSource], bool] | None = None
         self.leader = False
         self.closed = False
+        # The relay calls the source from its database thread, tests from theirs.
+        self.lock = threading.RLock()
 
     def add(self, event: OutboxEvent, *, hidden: bool = False) -> None:
         assert event.id is not None
-        self.rows[event.id] = event
-        if hidden:
-            self.hidden.add(event.id)
+        with self.lock:
+            self.rows[event.id] = event
+            if hidden:
+                self.hidden.add(event.id)
 
     def try_acquire_leadership(self) -> bool:
         self.lock_attempts += 1
@@ -163,21 +166,23 @@ class FakeSource:
             self.fail_claims -= 1
             self.leader = False  # the session (and its lock) died
             raise RepositoryError("server closed the connection unexpectedly")
-        ids = sorted(
-            i
-            for i in self.rows
-            if i > after_id and i not in self.published and i not in self.hidden
-        )
-        return [self.rows[i] for i in ids[:limit]]
+        with self.lock:
+            ids = sorted(
+                i
+                for i in self.rows
+                if i > after_id and i not in self.published and i not in self.hidden
+            )
+            return [self.rows[i] for i in ids[:limit]]
 
     def mark_published(self, ids: Sequence[int]) -> int:
-        acked = set().union(*(s.acked for s in self.sinks))
-        not_acked = set(ids) - acked
-        assert not not_acked, f"marked without a broker ack: {sorted(not_acked)}"
-        self.marks.append(list(ids))
-        before = len(self.published)
-        self.published.update(ids)
-        return len(self.published) - before
+        with self.lock:
+            acked = set().union(*(s.acked for s in self.sinks))
+            not_acked = set(ids) - acked
+            assert not not_acked, f"marked without a broker ack: {sorted(not_acked)}"
+            self.marks.append(list(ids))
+            before = len(self.published)
+            self.published.update(ids)
+            return len(self.published) - before
 
     def wait_for_events(self, timeout: float, wake_fd: int | None = None) -> bool:
         self.waits.append(timeout)
