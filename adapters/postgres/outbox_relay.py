@@ -236,7 +236,11 @@ class PgOutboxRelayStore:
         Returns early (False) when ``wake_fd`` becomes readable (the relay's
         stop signal); the caller drains that fd.
         """
-        conn = self._connection()
+        if not self._listening or self._conn is None or self._conn.closed:
+            # Only the leader's LISTENing session can be woken; a lost one must be
+            # noticed now, not after a silent wait on a fresh session.
+            raise OutboxUnavailable("This session is not listening for outbox events")
+        conn = self._conn
         if conn.notifies:
             conn.notifies.clear()
             return True

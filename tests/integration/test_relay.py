@@ -495,3 +495,43 @@ def test_notify_wakes_an_idle_relay_and_stragglers_are_published(
     topic = TopicNames(relay_config.topic_prefix).requests
     received = read_topic(relay_config.bootstrap_servers, topic, 3)
     assert len({m.headers["event_id"] for m in received}) == 3
+
+
+def test_relay_reconnects_after_losing_its_database_session(
+    relay_config: RelayConfig, engine: Engine
+) -> None:
+    settings = RelaySettings(batch_size=50, max_in_flight=200, reconnect_initial_s=0.2)
+    relay = build_relay(relay_config, settings)
+    thread, result = in_thread(relay)
+    org = uuid.uuid4()
+    orders = [make_order(org, f"SO-{i}") for i in range(4)]
+    events = sequenced_events(orders, per_order=300)
+    writer = SqlEventWriter(relay_config.database_url)
+    try:
+        wait_until(lambda: relay.stats.leaderships == 1, 10, "the relay to lead")
+        for event in events[:600]:
+            writer.insert(event)
+        wait_until(lambda: outbox_counts(engine)[1] >= 100, 10, "the relay to publish some")
+        # What an admin (or a server restart) does to the relay's session.
+        with engine.connect() as admin:
+            killed = admin.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND application_name = 'orderflow-relay'"
+                )
+            ).scalar_one()
+        assert killed == 1
+        for event in events[600:]:
+            writer.insert(event)
+        wait_until(lambda: outbox_counts(engine) == (1200, 1200), 20, "every event published")
+    finally:
+        writer.close()
+        relay.stop()
+        thread.join(15)
+    assert result == [RelayExit.STOPPED]
+    assert relay.stats.reconnects >= 1
+    assert relay.stats.leaderships >= 2
+    topic = TopicNames(relay_config.topic_prefix).requests
+    received = read_topic(relay_config.bootstrap_servers, topic, 1200)
+    assert {m.headers["event_id"] for m in received} == {str(e.event_id) for e in events}
+    assert_per_key_order(received, orders, 300)

@@ -134,6 +134,8 @@ class FakeSource:
         self.lock_denials = 0
         self.lock_attempts = 0
         self.fail_claims = 0
+        self.fail_marks = 0
+        self.on_claim: Callable[[int], None] | None = None
         self.notify = False
         self.on_wait: Callable[[FakeSource], bool] | None = None
         self.leader = False
@@ -160,8 +162,12 @@ class FakeSource:
         self.leader = False
 
     def claim(self, after_id: int, limit: int) -> list[OutboxEvent]:
-        assert self.leader, "only the leader claims"
+        if not self.leader:
+            # Like the real store: a session without the lock refuses to claim.
+            raise RepositoryError("This session does not hold the relay leader lock")
         self.claims.append((after_id, limit))
+        if self.on_claim is not None:
+            self.on_claim(after_id)
         if self.fail_claims > 0:
             self.fail_claims -= 1
             self.leader = False  # the session (and its lock) died
@@ -175,6 +181,10 @@ class FakeSource:
             return [self.rows[i] for i in ids[:limit]]
 
     def mark_published(self, ids: Sequence[int]) -> int:
+        if self.fail_marks > 0:
+            self.fail_marks -= 1
+            self.leader = False
+            raise RepositoryError("terminating connection due to administrator command")
         with self.lock:
             acked = set().union(*(s.acked for s in self.sinks))
             not_acked = set(ids) - acked
@@ -401,6 +411,46 @@ def test_failed_delivery_starts_a_new_pass_from_the_beginning() -> None:
     restarts = [after for after, _ in source.claims[1:] if after == 0]
     assert restarts
     assert source.published == set(range(1, 11))
+
+
+def test_next_batch_is_claimed_while_the_current_one_is_produced() -> None:
+    events = [make_event(i) for i in range(1, 31)]
+    prefetch_started = threading.Event()
+    overlapped: list[bool] = []
+
+    class SlowSink(FakeSink):
+        def send(
+            self, topic: str, key: bytes, value: bytes, headers: Mapping[str, str], token: int
+        ) -> None:
+            if token == 1:
+                # Producing the first batch waits for the claim of the second one.
+                overlapped.append(prefetch_started.wait(5))
+            super().send(topic, key, value, headers, token)
+
+    relay, source, _ = build(events, SlowSink(), batch_size=10, max_in_flight=30)
+
+    def on_claim(after_id: int) -> None:
+        if after_id == 10:
+            prefetch_started.set()
+
+    source.on_claim = on_claim
+
+    run_bounded(relay)
+
+    assert overlapped == [True]
+    assert source.published == set(range(1, 31))
+
+
+def test_failed_completion_keeps_the_ids_and_marks_them_after_reconnecting() -> None:
+    events = [make_event(i) for i in range(1, 26)]
+    relay, source, _ = build(events)
+    source.fail_marks = 1
+
+    assert run_bounded(relay) is RelayExit.DRAINED
+
+    assert source.published == set(range(1, 26))
+    assert relay.stats.reconnects == 1
+    assert relay.stats.marked == len({i for ids in source.marks for i in ids})
 
 
 # --- stragglers ----------------------------------------------------------------------------
