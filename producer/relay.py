@@ -227,29 +227,41 @@ class _Pass:
 
 
 class _Waker:
-    """A self-pipe: lets :meth:`OutboxRelay.stop` interrupt a ``select()`` wait."""
+    """A self-pipe: lets :meth:`OutboxRelay.stop` interrupt a ``select()`` wait.
+
+    ``wake`` never blocks (it may run in a signal handler while the main thread
+    is inside ``close``) and never writes to a closed descriptor, whose number
+    could already belong to another file.
+    """
 
     def __init__(self) -> None:
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
+        self._lock = threading.Lock()
+        self._closed = False
 
     def wake(self) -> None:
-        # Full pipe: already woken; closed: the run ended. Both are fine.
-        with contextlib.suppress(OSError):
-            os.write(self.write_fd, b"\0")
+        if not self._lock.acquire(blocking=False):
+            return  # being closed, or another caller is waking it right now
+        try:
+            if not self._closed:
+                # A full pipe means it is already woken: fine.
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self.write_fd, b"\0")
+        finally:
+            self._lock.release()
 
     def drain(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):
             while os.read(self.read_fd, 512):
                 pass
-        except OSError:
-            pass
 
     def close(self) -> None:
-        for fd in (self.read_fd, self.write_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._lock:
+            self._closed = True
+            os.close(self.read_fd)
+            os.close(self.write_fd)
 
 
 @dataclass(frozen=True)
@@ -685,9 +697,9 @@ class OutboxRelay:
                 if db is not None:
                     db.close()
                     self._db = None
-                if self._waker is not None:
-                    self._waker.close()
-                    self._waker = None
+                waker, self._waker = self._waker, None
+                if waker is not None:
+                    waker.close()
             _log.info(
                 "Relay stopped: %d sent, %d published, %d failed deliveries, %d refused",
                 self.stats.sent,

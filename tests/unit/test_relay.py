@@ -713,3 +713,44 @@ def test_settings_are_validated() -> None:
         RelaySettings(batch_size=0)
     with pytest.raises(ValueError, match="idle_poll_s"):
         RelaySettings(idle_poll_s=0)
+
+
+def test_main_needs_a_database_and_a_broker(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from producer.relay import main
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--bootstrap-servers", "127.0.0.1:9"])
+    assert exit_info.value.code == 2
+    assert "DATABASE_URL" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "--database-url",
+                "postgresql+psycopg2://u@h/db",
+                "--batch-size",
+                "10",
+                "--max-in-flight",
+                "5",
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert "KAFKA_BOOTSTRAP_SERVERS" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "--database-url",
+                "postgresql+psycopg2://u@h/db",
+                "--bootstrap-servers",
+                "h:1",
+                "--batch-size",
+                "10",
+                "--max-in-flight",
+                "5",
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert "max_in_flight" in capsys.readouterr().err
