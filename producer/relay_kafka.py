@@ -114,18 +114,23 @@ class KafkaEventSink:
 
 
 def default_routes(topics: TopicNames, codec: AvroCodec | None = None) -> dict[str, Route]:
-    """Routes for every event type of :data:`EVENT_TOPICS`, Avro-encoded (``adapters.avro``).
+    """Routes for :data:`EVENT_TOPICS` (Avro, ``adapters.avro``) and the push worker's records.
 
-    ``codec`` defaults to the shared validating codec of ``schemas/``; a benchmark
-    or a tuned deployment may pass another (e.g. ``AvroCodec.from_schemas(validate=False)``,
-    about a quarter cheaper per event).
+    ``codec`` (used for :data:`EVENT_TOPICS`) defaults to the shared validating codec
+    of ``schemas/``; a benchmark or a tuned deployment may pass another (e.g.
+    ``AvroCodec.from_schemas(validate=False)``, about a quarter cheaper per event).
     """
     from adapters.avro.records import encode_outbox_event
 
     def encode(event: OutboxEvent) -> bytes:
         return encode_outbox_event(event, codec)
 
-    return {event_type: Route(topic(topics), encode) for event_type, topic in EVENT_TOPICS.items()}
+    from consumer.outbox_events import outcome_routes
+
+    routes = {name: Route(topic(topics), encode) for name, topic in EVENT_TOPICS.items()}
+    # The push worker's retry-tier and DLQ records (own encoders, topic per tier).
+    routes.update({name: Route(t, enc) for name, (t, enc) in outcome_routes(topics).items()})
+    return routes
 
 
 def kafka_sink_factory(
