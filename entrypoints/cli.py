@@ -248,6 +248,23 @@ def _push_log(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 # -- parser -------------------------------------------------------------------------------
 
 
+_PROCESSES = {
+    "relay": "run the outbox relay (PostgreSQL outbox -> Kafka) until SIGTERM",
+    "consume": "run the push worker (Kafka requests/retries -> ERP) until SIGTERM",
+}
+
+
+def _run_process(name: str, argv: Sequence[str]) -> int:
+    """Hand over to the relay or worker's own command line."""
+    if name == "relay":
+        from producer.relay import main as relay_main
+
+        return relay_main(list(argv))
+    from consumer.worker import main as worker_main
+
+    return worker_main(list(argv))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``orderflow`` (every level has ``--help``)."""
     parser = argparse.ArgumentParser(
@@ -304,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--retry-delay-base", type=float, default=1.0)
     push.set_defaults(handler=_orders_push)
 
+    # The long-running processes own their flags; `orderflow relay --help` shows them.
+    for name, help_text in _PROCESSES.items():
+        process = groups.add_parser(name, help=help_text, add_help=False)
+        process.add_argument("args", nargs=argparse.REMAINDER)
+
     log = groups.add_parser("push-log", help="push attempts of one draft order")
     log.add_argument("--org", type=_uuid, required=True)
     log.add_argument("--order", type=_uuid, required=True)
@@ -314,8 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the CLI; return the exit status (``orderflow`` console script)."""
     stream = out if out is not None else sys.stdout
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in _PROCESSES:
+        return _run_process(arguments[0], arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     handler: Handler = args.handler

@@ -185,3 +185,50 @@ def test_missing_master_key_is_a_clear_error(
     )
     assert status == EXIT_FAILED
     assert "ENCRYPTION_MASTER_KEY is not set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("process", ["relay", "consume"])
+def test_process_commands_show_their_own_help(
+    process: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([process, "--help"])
+    assert exc.value.code == 0
+    assert "--topic-prefix" in capsys.readouterr().out
+
+
+def test_relay_command_drains_approved_orders_to_kafka(
+    cli_env: dict[str, str], kafka_bootstrap_servers: str, tmp_path: Path
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    org = str(uuid.uuid4())
+    run("db", "upgrade")
+    order = write_json(
+        tmp_path / "o.json",
+        {"order_number": f"PO-{uuid.uuid4().hex[:8]}", "customer_code": "C1", "lines": []},
+    )
+    assert run("orders", "approve", "--org", org, "--file", order)[0] == EXIT_OK
+    prefix = f"clitest{uuid.uuid4().hex[:8]}"
+    status = main(
+        [
+            "relay",
+            "--drain",
+            "--topic-prefix",
+            prefix,
+            "--bootstrap-servers",
+            kafka_bootstrap_servers,
+            "--database-url",
+            cli_env["DATABASE_URL"],
+        ]
+    )
+    assert status == EXIT_OK
+    engine = create_engine(cli_env["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            unpublished = conn.execute(
+                text("SELECT count(*) FROM outbox_event WHERE published_at IS NULL")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert unpublished == 0
