@@ -68,16 +68,9 @@ _MARK_SQL: Final = (
 )
 
 
-def _json_loads() -> Callable[[str | bytes], Any]:
-    """Return the fastest JSON parser available (orjson if installed, else the stdlib)."""
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - orjson is optional
-        return json.loads
-    return orjson.loads
-
-
-_LOADS: Final = _json_loads()
+# One parser, declared by the project: an optional faster one that is present on some
+# machines and not others made the type check depend on the machine.
+_LOADS: Final[Callable[[str | bytes], Any]] = json.loads
 
 
 class OutboxUnavailable(RepositoryError):  # noqa: N818 - reads as a state, like TimeoutError
