@@ -13,6 +13,45 @@ and records the outcome together with its outbox event in one transaction:
 A message that cannot be understood (missing or garbled headers, undecodable,
 unknown schema, invalid content) is returned as a :class:`DeadLetter` for the
 worker to produce straight to the DLQ: the database has nothing to do with it.
+
+**Deferral: later events of a draft order wait while it is in retry.** The
+handler never blocks a thread or a partition to wait. When a request of
+attempt 0 (a new event, from the requests topic or a deferred one) finds the
+order's retry chain unfinished - its latest push-log attempt RETRYING (or a
+retry attempt >= 1 PENDING, i.e. running right now) and no SUCCESS/FAILED row
+- the handler *defers* it: it writes the request, unchanged (same value, same
+``event_id`` and idempotency key in the headers), as an outbox event of its
+own transaction, routed to the SAME retry tier as the pending retry with
+``due_at`` just after that retry's due time. The pending retry's outbox row
+committed before (so the relay publishes it first, with the same key: same
+partition), and the worker holds a tier's partition until its head is due,
+so the deferred event is consumed after the retry; if the chain is still
+unfinished then, it is deferred again behind the next retry. Other keys never
+wait longer than their own schedule (the deferred record's due time is the
+tier's own). The event is never lost: its offset is stored only after the
+deferral committed. A RETRYING row whose retry is overdue by more than a
+lease (no worker drives it: e.g. left by a crashed synchronous orchestrator)
+does not defer, so nothing loops forever.
+
+Dedupe contract (conservative): idempotency keys are per (org, order,
+attempt), so two attempt-0 events of one order share their keys and the push
+log cannot tell them apart (it stores no ``event_id``). The ERP effect is
+exactly once per (org, draft order): a deferred event that runs after the
+chain finished is a duplicate - after SUCCESS by ``find_success``, after
+FAILED because FAILED is final for that chain's keys (``orderflow dlq
+replay`` is the way to push it again). Deferral therefore guarantees order
+and no loss of the event, never a second export.
+
+**Claims held by someone else.** A PENDING claim whose lease expired (its
+holder crashed) is taken over by :meth:`PushAttempts.acquire` on redelivery
+and the push completed. A claim under a LIVE lease belongs to a worker that
+may still finish it - or may die after we stored our offset, which would
+strand the claim with nobody left to redeliver its request. So the request is
+not dropped as a duplicate: it is deferred the same way (retry tier 1, due
+at ``min(lease expiry, now + base)``) and re-examined then: final -> duplicate,
+lease expired -> taken over, still live -> deferred again. With no retry tier
+configured (``retry_tiers == 0``) nothing can be deferred and both cases fall
+back to "duplicate".
 """
 
 from __future__ import annotations
@@ -20,7 +59,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -85,6 +124,11 @@ class Handled:
 
 HandleResult = Handled | DeadLetter
 
+#: ``error_class`` header of a request deferred behind its order's retry chain or a live claim.
+DEFERRED = "Deferred"
+#: How long after the pending retry's due time a deferred event is due (it queues behind it).
+DEFER_AFTER = timedelta(milliseconds=10)
+
 
 @dataclass(frozen=True)
 class RetrySettings:
@@ -145,10 +189,25 @@ class PushHandler:
 
         with attempts.uow as uow:
             done = uow.push_log.find_success(org, order.id)
+            history: Sequence[PushLogEntry] = ()
+            if done is None and attempt == 0:
+                history = uow.push_log.list_for_order(org, order.id)
         if done is not None:
             _log.info("Draft order %s already pushed: duplicate ignored", order.id)
             return Handled("duplicate")
+        pending = self._pending_retry(history, now, attempts.lease)
+        if pending is not None:
+            tier, due = pending
+            reason = f"Draft order {order.id} is in retry: this event waits for the retry chain"
+            return self._defer(attempts, message, headers, record, order, tier, due, reason)
         entry, claim = attempts.acquire(org, order, attempt)
+        if claim is None and entry.status is PushStatus.PENDING and self.settings.retry_tiers > 0:
+            # A live lease: its holder may finish it, or die after we moved on.
+            base = timedelta(seconds=self.settings.retry_delay_base)
+            due = min(entry.lease_expires_at or now, now + base)
+            reason = f"Attempt {entry.idempotency_key} is claimed by another worker"
+            tier = self.settings.tier_for(max(1, attempt))
+            return self._defer(attempts, message, headers, record, order, tier, due, reason)
         if claim is None:
             _log.info(
                 "Attempt %s already %s: duplicate ignored",
@@ -178,6 +237,73 @@ class PushHandler:
             return Handled("superseded")
         _log.info("Push %s: %s", entry.idempotency_key, outcome.status.value)
         return Handled(outcome.status.value)
+
+    # --- deferral -------------------------------------------------------------------------
+    def _pending_retry(
+        self, history: Sequence[PushLogEntry], now: datetime, lease: timedelta
+    ) -> tuple[int, datetime] | None:
+        """``(tier, due_at)`` for a new event of an order whose retry chain is unfinished."""
+        if not history or self.settings.retry_tiers < 1:
+            return None
+        if any(entry.is_final for entry in history):
+            return None
+        latest = max(history, key=lambda e: e.attempt)
+        if latest.status is PushStatus.RETRYING:
+            delay = retry_delay(latest.attempt, self.settings.retry_delay_base)
+            due = latest.retry_due_at(delay)
+            tier = self.settings.tier_for(latest.attempt + 1)
+            reference = due
+        elif latest.status is PushStatus.PENDING and latest.attempt >= 1:
+            # The retry runs right now: look again once it had time to finish.
+            due = now + timedelta(seconds=self.settings.retry_delay_base)
+            tier = self.settings.tier_for(latest.attempt)
+            reference = latest.lease_expires_at
+        else:
+            return None  # attempt 0 itself is PENDING: acquire() decides (same key)
+        if due is None or reference is None or reference + lease < now:
+            return None  # nobody drives this chain any more: do not wait for it forever
+        return tier, max(due, now) + DEFER_AFTER
+
+    def _defer(
+        self,
+        attempts: PushAttempts,
+        message: Message,
+        headers: EventHeaders,
+        request: Mapping[str, Any],
+        order: DraftOrder,
+        tier: int,
+        due: datetime,
+        reason: str,
+    ) -> Handled:
+        """Write the request, unchanged, to retry tier ``tier`` due at ``due`` (own transaction)."""
+        now = attempts.clock()
+        if headers.failure is not None:
+            failure = headers.failure.repeated(
+                error_class=DEFERRED, error_message=reason, due_at=due
+            )
+        else:
+            failure = FailureInfo.new(
+                original_topic=message.topic,
+                original_partition=message.partition,
+                original_offset=message.offset,
+                error_class=DEFERRED,
+                error_message=reason,
+                first_failure_at=now,
+                due_at=due,
+            )
+        event = _outbox(
+            order,
+            retry_event_type(tier),
+            jsonable(dict(request)),
+            replace(headers, failure=failure),
+            now,
+            event_id=uuid.uuid4(),  # the outbox row's own id; the headers keep the event's
+        )
+        with attempts.uow as uow:
+            uow.outbox.add(event)
+            uow.commit()
+        _log.info("Deferred %s to retry tier %d until %s: %s", headers.event_id, tier, due, reason)
+        return Handled("deferred")
 
     # --- outbox events --------------------------------------------------------------------
     def _outcome_events(

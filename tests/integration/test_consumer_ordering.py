@@ -1,0 +1,406 @@
+"""Order per draft order while it is in retry, and claims left by crashed workers.
+
+Real PostgreSQL and Kafka, the real outbox relay and push worker in threads
+(as in ``test_consumer_worker.py``). One shared recording MockConnector sees
+every export call, with its time, so the tests compare the order of exports.
+Every wait is a bounded deadline loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.avro.codec import decode_push_requested, decode_push_result, encode_push_requested
+from adapters.avro.records import push_requested_record
+from adapters.connectors.mock import MockConnector
+from adapters.crypto.encryption import EncryptionService
+from adapters.kafka.config import admin_config, producer_config
+from adapters.kafka.headers import EventHeaders
+from adapters.kafka.producer import EventProducer
+from adapters.kafka.topics import TopicNames
+from adapters.postgres import migrate
+from adapters.postgres.admin import temporary_database
+from adapters.postgres.engine import make_engine, make_session_factory
+from adapters.postgres.models import ERPConnection
+from consumer.push_handler import DEFERRED
+from consumer.worker import PushWorker, WorkerConfig, WorkerSettings, build_worker, run_worker
+from domain.idempotency import generate_idempotency_key
+from domain.model import DraftOrder, OrderLine
+from domain.ports import ERPConnectorPort, ExportResult
+from domain.records import PushLogEntry, order_to_json
+from entrypoints.bootstrap import sql_unit_of_work
+from producer.approval import approve_draft_order, new_traceparent
+from producer.relay import OutboxRelay, RelayConfig, RelaySettings
+from producer.relay_kafka import build_relay
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 3
+DEADLINE = 30.0
+BASE = 1.0  # retry delay base: the first retry is due 1 s after the failure
+
+
+@pytest.fixture(scope="module")
+def ordering_db(database_url: str) -> Iterator[str]:
+    with temporary_database(database_url, prefix="orderflow_t_ordering") as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def engine(ordering_db: str) -> Iterator[Engine]:
+    eng = make_engine(ordering_db)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE erp_connection, erp_push_log, outbox_event, draft_order"))
+    yield make_session_factory(engine)
+
+
+@pytest.fixture(autouse=True)
+def master_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENCRYPTION_MASTER_KEY", os.urandom(32).hex())
+
+
+@dataclass(frozen=True)
+class Export:
+    at: float  # time.monotonic() when the call ended
+    order_id: uuid.UUID
+    ok: bool
+
+
+class RecordingMock(MockConnector):
+    """A MockConnector that records every export call in order, with its outcome."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exports: list[Export] = []
+        self._record_lock = threading.Lock()
+
+    def export(self, draft_order: Any, config: Mapping[str, Any]) -> ExportResult:
+        try:
+            result = super().export(draft_order, config)
+        except Exception:
+            self._record(draft_order.id, ok=False)
+            raise
+        self._record(draft_order.id, ok=True)
+        return result
+
+    def _record(self, order_id: uuid.UUID, *, ok: bool) -> None:
+        with self._record_lock:
+            self.exports.append(Export(time.monotonic(), order_id, ok))
+
+    def of(self, order: DraftOrder) -> list[Export]:
+        with self._record_lock:
+            return [e for e in self.exports if e.order_id == order.id]
+
+
+class SharedRegistry:
+    def __init__(self) -> None:
+        self.mock = RecordingMock()
+
+    def get(self, connector_type: str, /) -> ERPConnectorPort:
+        if connector_type != "MOCK":
+            raise ValueError(f"Unknown connector type: {connector_type!r}")
+        return self.mock
+
+
+@dataclass
+class Received:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+
+@dataclass
+class Pipeline:
+    topics: TopicNames
+    bootstrap: str
+    registry: SharedRegistry
+    factory: sessionmaker[Session]
+    worker: PushWorker
+    relay: OutboxRelay
+
+    @property
+    def mock(self) -> RecordingMock:
+        return self.registry.mock
+
+    def add_connection(self, org: uuid.UUID, config: Mapping[str, Any]) -> None:
+        blob = EncryptionService.encrypt_config(config, org_id=org, connector_type="MOCK")
+        with self.factory() as session:
+            session.add(
+                ERPConnection(
+                    org_id=org, connector_type="MOCK", config_encrypted=blob, status="ACTIVE"
+                )
+            )
+            session.commit()
+
+    def approve(self, order: DraftOrder) -> None:
+        approve_draft_order(sql_unit_of_work(session_factory=self.factory), order.org_id, order)
+
+    def read(self, topic: str, expected: int, timeout: float = DEADLINE) -> list[Received]:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"it-ordering-reader-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+            received: list[Received] = []
+            deadline = time.monotonic() + timeout
+            while len(received) < expected and time.monotonic() < deadline:
+                received += [_received(m) for m in consumer.consume(100, 0.3) if not m.error()]
+            received += [_received(m) for m in consumer.consume(100, 0.5) if not m.error()]
+            return received
+        finally:
+            consumer.close()
+
+    def results(self, expected: int) -> list[dict[str, Any]]:
+        return [decode_push_result(r.value) for r in self.read(self.topics.results, expected)]
+
+    def publish_request(self, order: DraftOrder, event_id: uuid.UUID) -> None:
+        """Publish a new attempt-0 event for ``order`` straight to the requests topic."""
+        now = datetime.now(UTC)
+        key = generate_idempotency_key(order.org_id, order.id, 0)
+        record = push_requested_record(
+            order,
+            event_id=event_id,
+            idempotency_key=key,
+            attempt=0,
+            occurred_at=now,
+            approved_at=now,
+        )
+        headers = EventHeaders(
+            event_id=event_id,
+            event_type="PushRequested",
+            idempotency_key=key,
+            org_id=order.org_id,
+            attempt=0,
+            occurred_at=now,
+            traceparent=new_traceparent(),
+        )
+        producer = EventProducer(producer_config(self.bootstrap))
+        producer.produce(
+            self.topics.requests, str(order.id), encode_push_requested(record), headers
+        )
+        assert producer.flush(DEADLINE) == 0
+
+
+def _received(msg: Any) -> Received:
+    headers = {str(k): v.decode() for k, v in (msg.headers() or []) if v is not None}
+    return Received(msg.partition(), msg.offset(), msg.key(), msg.value(), headers)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def make_order(org: uuid.UUID) -> DraftOrder:
+    return DraftOrder(
+        id=uuid.uuid4(),
+        org_id=org,
+        order_number=f"SO-{uuid.uuid4().hex[:8]}",
+        customer_code="CUST-1",
+        lines=(OrderLine(1, "SKU-1", Decimal("2"), Decimal("9.99")),),
+    )
+
+
+def push_log(engine: Engine, order: DraftOrder) -> list[Any]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT attempt, status, created_at, updated_at FROM erp_push_log"
+                    " WHERE draft_order_id = :id ORDER BY attempt"
+                ),
+                {"id": order.id},
+            )
+        )
+
+
+@pytest.fixture
+def pipeline(
+    ordering_db: str, kafka_bootstrap_servers: str, factory: sessionmaker[Session]
+) -> Iterator[Pipeline]:
+    prefix = f"it-ordering-{uuid.uuid4().hex[:10]}"
+    topics = TopicNames(prefix, retry_tiers=3)
+    registry = SharedRegistry()
+    config = WorkerConfig(
+        bootstrap_servers=kafka_bootstrap_servers,
+        database_url=ordering_db,
+        topic_prefix=prefix,
+        group_id=f"{prefix}-group",
+        concurrency=4,
+        max_retries=2,
+        retry_delay_base=BASE,
+        retry_tiers=3,
+        partitions=PARTITIONS,
+    )
+    worker = build_worker(config, registry=registry, settings=WorkerSettings(drain_timeout_s=10))
+    relay = build_relay(
+        RelayConfig(
+            database_url=ordering_db,
+            bootstrap_servers=kafka_bootstrap_servers,
+            topic_prefix=prefix,
+            partitions=PARTITIONS,
+        ),
+        RelaySettings(idle_poll_s=0.1),
+    )
+    threads = [
+        threading.Thread(target=relay.run, daemon=True),
+        threading.Thread(
+            target=lambda: run_worker(config, install_signal_handlers=False, worker=worker),
+            daemon=True,
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    yield Pipeline(topics, kafka_bootstrap_servers, registry, factory, worker, relay)
+    worker.stop()
+    relay.stop()
+    for thread in threads:
+        thread.join(DEADLINE)
+    assert not any(t.is_alive() for t in threads), "relay or worker did not stop"
+    admin = AdminClient(admin_config(kafka_bootstrap_servers))
+    for future in admin.delete_topics(list(topics.all()), operation_timeout=10).values():
+        with contextlib.suppress(Exception):
+            future.result()
+
+
+def test_later_event_of_an_order_in_retry_waits_while_other_orders_flow(
+    pipeline: Pipeline, engine: Engine
+) -> None:
+    retried_org, other_org = uuid.uuid4(), uuid.uuid4()
+    pipeline.add_connection(retried_org, {"mode": "transient", "fail_times": 1})
+    pipeline.add_connection(other_org, {"mode": "success"})
+    order = make_order(retried_org)
+    others = [make_order(other_org) for _ in range(4)]
+
+    pipeline.approve(order)
+    wait_until(
+        lambda: [r.status for r in push_log(engine, order)] == ["RETRYING"],
+        DEADLINE,
+        "the first attempt to fail transiently",
+    )
+    failed_at = pipeline.mock.of(order)[0].at
+    second_event = uuid.uuid4()
+    pipeline.publish_request(order, second_event)  # a later event of the same order
+    for other in others:
+        pipeline.approve(other)
+
+    results = pipeline.results(1 + len(others))
+    by_order = {r["draft_order_id"]: (r["status"], r["attempt"]) for r in results}
+    assert by_order == {order.id: ("SUCCESS", 1), **{o.id: ("SUCCESS", 0) for o in others}}
+    assert len(results) == 1 + len(others)  # no result for the deferred duplicate
+    wait_until(
+        lambda: pipeline.worker.stats.get("duplicate", 0) >= 1,
+        DEADLINE,
+        "the deferred event to be handled after the retry chain",
+    )
+
+    # The retried order: failed once, exported by its retry - never by the later event.
+    calls = pipeline.mock.of(order)
+    assert [c.ok for c in calls] == [False, True]
+    retried_at = calls[1].at
+    assert retried_at - failed_at >= BASE * 0.9  # the tier held it until due (clock skew)
+    # Other orders finished before the retry was even due.
+    for other in others:
+        [call] = pipeline.mock.of(other)
+        assert call.ok
+        assert call.at < failed_at + BASE <= retried_at
+    assert [(r.attempt, r.status) for r in push_log(engine, order)] == [
+        (0, "RETRYING"),
+        (1, "SUCCESS"),
+    ]
+
+    # The later event was deferred onto the retry's tier, queued behind the retry record.
+    tier = pipeline.read(pipeline.topics.retry(1), 2)
+    assert len(tier) == 2
+    retry, deferred = sorted(tier, key=lambda r: r.offset)
+    assert retry.partition == deferred.partition
+    assert retry.headers["attempt"] == "1"
+    assert deferred.headers["event_id"] == str(second_event)
+    assert deferred.headers["attempt"] == "0"
+    assert deferred.headers["error_class"] == DEFERRED
+    assert datetime.fromisoformat(deferred.headers["due_at"]) > datetime.fromisoformat(
+        retry.headers["due_at"]
+    )
+    assert decode_push_requested(deferred.value)["event_id"] == second_event
+    assert pipeline.worker.stats.get("deferred") == 1
+
+
+def _claim(factory: sessionmaker[Session], order: DraftOrder, lease_expires_at: datetime) -> None:
+    """A PENDING claim of attempt 0 as a worker leaves it when it dies mid-call."""
+    uow = sql_unit_of_work(session_factory=factory)
+    now = datetime.now(UTC)
+    with uow:
+        entry = PushLogEntry.pending(
+            org_id=order.org_id,
+            draft_order_id=order.id,
+            idempotency_key=generate_idempotency_key(order.org_id, order.id, 0),
+            attempt=0,
+            now=now,
+            lease_expires_at=lease_expires_at,
+            connector_type="MOCK",
+            request_json=order_to_json(order),
+        )
+        assert uow.push_log.claim(entry) is not None
+        uow.commit()
+
+
+def test_stale_claim_is_taken_over_on_redelivery(
+    pipeline: Pipeline, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    org = uuid.uuid4()
+    pipeline.add_connection(org, {"mode": "success"})
+    order = make_order(org)
+    _claim(factory, order, datetime.now(UTC) - timedelta(seconds=1))  # its lease expired
+    pipeline.publish_request(order, uuid.uuid4())
+    assert [(r["status"], r["attempt"]) for r in pipeline.results(1)] == [("SUCCESS", 0)]
+    assert [r.status for r in push_log(engine, order)] == ["SUCCESS"]
+    assert [c.ok for c in pipeline.mock.of(order)] == [True]
+
+
+def test_live_claim_is_rechecked_until_its_lease_expires_then_taken_over(
+    pipeline: Pipeline, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    org = uuid.uuid4()
+    pipeline.add_connection(org, {"mode": "success"})
+    order = make_order(org)
+    lease_end = datetime.now(UTC) + timedelta(seconds=2.5)
+    _claim(factory, order, lease_end)  # held by a worker that then died
+    pipeline.publish_request(order, uuid.uuid4())
+    assert [(r["status"], r["attempt"]) for r in pipeline.results(1)] == [("SUCCESS", 0)]
+    assert [r.status for r in push_log(engine, order)] == ["SUCCESS"]
+    [call] = pipeline.mock.of(order)
+    assert call.ok
+    assert pipeline.worker.stats.get("deferred", 0) >= 1  # not dropped as a duplicate
+    rows = push_log(engine, order)
+    assert rows[0].updated_at >= lease_end  # exported only once the lease had expired
