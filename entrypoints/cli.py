@@ -90,6 +90,68 @@ def _keys_generate(args: argparse.Namespace, settings: Settings, out: TextIO) ->
     return EXIT_OK
 
 
+def _keys_rewrap(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    from adapters.crypto.encryption import ConfigCipher
+    from entrypoints.key_rotation import rewrap_all
+
+    if args.batch_size < 1:
+        raise CliError("--batch-size must be at least 1")
+    report = rewrap_all(
+        settings.require_database_url(),
+        ConfigCipher.from_env(),
+        dry_run=args.dry_run,
+        batch_size=args.batch_size,
+    )
+    _print_json(out, report.view())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+# -- dlq ----------------------------------------------------------------------------------
+
+
+def _kafka_servers(args: argparse.Namespace, settings: Settings) -> str:
+    servers = args.bootstrap_servers or settings.kafka_bootstrap_servers
+    if not servers:
+        raise CliError("KAFKA_BOOTSTRAP_SERVERS is not set (or pass --bootstrap-servers)")
+    return str(servers)
+
+
+def _dlq_list(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    from adapters.kafka.errors import TopicNameError
+    from adapters.kafka.topics import TopicNames
+    from entrypoints.dlq import DlqError, list_records
+
+    try:
+        topic = TopicNames(args.topic_prefix, retry_tiers=0).dlq
+        list_records(_kafka_servers(args, settings), topic, out, args.timeout)
+    except (DlqError, TopicNameError) as exc:
+        raise CliError(str(exc)) from None
+    return EXIT_OK
+
+
+def _dlq_replay(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    from adapters.kafka.errors import TopicNameError
+    from entrypoints.dlq import DlqError, parse_offset, replay
+
+    if args.all and args.offset:
+        raise CliError("give --offset or --all, not both")
+    if not (args.all or args.offset or args.event_id):
+        raise CliError("nothing selected: give --offset PARTITION:OFFSET, --all or --event-id")
+    try:
+        offsets = [parse_offset(o) for o in args.offset] if args.offset else None
+        summary = replay(
+            _kafka_servers(args, settings),
+            args.topic_prefix,
+            offsets=offsets,
+            event_id=str(args.event_id) if args.event_id else None,
+            timeout=args.timeout,
+        )
+    except (DlqError, TopicNameError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    _print_json(out, summary.view())
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
 # -- connections --------------------------------------------------------------------------
 
 
@@ -284,6 +346,32 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser("generate", help="print a new ENCRYPTION_MASTER_KEY").set_defaults(
         handler=_keys_generate
     )
+    rewrap = keys.add_parser(
+        "rewrap", help="re-encrypt every stored config under ENCRYPTION_MASTER_KEY (idempotent)"
+    )
+    rewrap.add_argument("--dry-run", action="store_true", help="count only, change nothing")
+    rewrap.add_argument("--batch-size", type=int, default=100, help="rows per transaction")
+    rewrap.set_defaults(handler=_keys_rewrap)
+
+    dlq = groups.add_parser("dlq", help="dead letters").add_subparsers(dest="cmd", required=True)
+    for name, help_text, handler in (
+        ("list", "list the DLQ records present now (no values)", _dlq_list),
+        ("replay", "republish DLQ records to their original topic", _dlq_replay),
+    ):
+        sub = dlq.add_parser(name, help=help_text)
+        sub.add_argument("--topic-prefix", default="orderflow", help="topic prefix (orderflow)")
+        sub.add_argument("--bootstrap-servers", help="Kafka ($KAFKA_BOOTSTRAP_SERVERS)")
+        sub.add_argument("--timeout", type=float, default=30.0, help="seconds to read/ack (30)")
+        sub.set_defaults(handler=handler)
+        if name == "replay":
+            sub.add_argument(
+                "--offset",
+                action="append",
+                metavar="PARTITION:OFFSET",
+                help="a DLQ record to replay (repeatable)",
+            )
+            sub.add_argument("--all", action="store_true", help="replay every DLQ record")
+            sub.add_argument("--event-id", type=_uuid, help="only records of this event_id")
 
     conns = groups.add_parser("connections", help="ERP connections").add_subparsers(
         dest="cmd", required=True

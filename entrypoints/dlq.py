@@ -1,0 +1,380 @@
+"""``orderflow dlq list|replay``: inspect the dead-letter topic and republish from it.
+
+Reading never joins a consumer group: partitions are assigned directly and read
+from a start offset up to the end offsets taken when the command started, so
+nothing is committed and a live DLQ does not keep the command running.
+
+Replay republishes a record to the topic it came from (``original_topic``; a
+retry tier's record goes back to the requests topic), with the original key,
+value and standard headers byte for byte (``attempt`` and ``idempotency_key``
+included, so the push log deduplicates a replay of an order already exported).
+The failure headers are not copied as such: they are kept as
+``replayed_from_<name>`` plus ``replayed_from_dlq`` (``topic:partition:offset``),
+so a replayed record is not mistaken for a retry. Every republished record waits
+for the broker's acknowledgement; the summary says what was acknowledged.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from adapters.kafka.errors import HeaderError
+from adapters.kafka.headers import (
+    EVENT_ID,
+    FAILURE_HEADERS,
+    FailureInfo,
+    header_values,
+    parse_failure_headers,
+)
+
+#: Prefix of the headers that keep a replayed record's failure headers.
+REPLAYED_PREFIX = "replayed_from_"
+#: Header naming the DLQ record a replay came from (``topic:partition:offset``).
+REPLAYED_FROM_DLQ = f"{REPLAYED_PREFIX}dlq"
+
+
+class DlqError(Exception):
+    """Bad input or an unusable DLQ (one line, shown by the CLI as a usage error)."""
+
+
+@dataclass(frozen=True)
+class DlqRecord:
+    """One DLQ record as read (value bytes kept for replay, never printed)."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    header_items: tuple[tuple[str, bytes | None], ...]
+
+    @property
+    def event_id(self) -> str | None:
+        """The ``event_id`` header as text, if readable."""
+        try:
+            return header_values(self.header_items, only=(EVENT_ID,)).get(EVENT_ID)
+        except HeaderError:
+            return None
+
+    def failure(self) -> tuple[FailureInfo | None, str | None]:
+        """``(failure headers, None)`` or ``(None, why they are unusable)``."""
+        try:
+            info = parse_failure_headers(self.header_items)
+        except HeaderError as exc:
+            return None, str(exc)
+        if info is None:
+            return None, "no failure headers"
+        return info, None
+
+    def view(self) -> dict[str, Any]:
+        """What ``dlq list`` prints of the record (no value: it may hold anything)."""
+        info, problem = self.failure()
+        return {
+            "partition": self.partition,
+            "offset": self.offset,
+            "key": _key_text(self.key),
+            "event_id": self.event_id,
+            "error_class": info.error_class if info else None,
+            "error_message": info.error_message if info else None,
+            "original_topic": info.original_topic if info else None,
+            "original_partition": info.original_partition if info else None,
+            "original_offset": info.original_offset if info else None,
+            "first_failure_at": info.first_failure_at.isoformat() if info else None,
+            "header_problem": problem,
+        }
+
+
+def _key_text(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return "hex:" + key.hex()
+
+
+def parse_offset(text: str) -> tuple[int, int]:
+    """Parse ``partition:offset`` (both non-negative integers)."""
+    match = re.fullmatch(r"(\d{1,9}):(\d{1,19})", text.strip())
+    if match is None:
+        raise ValueError(f"not PARTITION:OFFSET: {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+class DlqReader:
+    """Reads a DLQ topic by direct assignment (no group membership, no commits)."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, timeout: float) -> None:
+        from confluent_kafka import Consumer
+
+        self.topic = topic
+        self.timeout = timeout
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                # Required by the client; never used: we assign and never commit.
+                "group.id": f"orderflow-dlq-cli-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": False,
+                "log.connection.close": False,
+            }
+        )
+
+    def close(self) -> None:
+        """Close the client."""
+        self._consumer.close()
+
+    def __enter__(self) -> DlqReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def watermarks(self) -> dict[int, tuple[int, int]]:
+        """``{partition: (low, high)}`` of the topic now; DlqError if it does not exist."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        try:
+            metadata = self._consumer.list_topics(self.topic, timeout=self.timeout)
+            meta = metadata.topics.get(self.topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                raise DlqError(f"DLQ topic {self.topic} does not exist")
+            return {
+                p: self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=self.timeout
+                )
+                for p in sorted(meta.partitions)
+            }
+        except KafkaException as exc:
+            raise DlqError(f"cannot read DLQ topic {self.topic}: {exc.args[0]}") from None
+
+    def topics(self) -> frozenset[str]:
+        """The names of the cluster's topics (to check a replay target exists)."""
+        from confluent_kafka import KafkaException
+
+        try:
+            metadata = self._consumer.list_topics(timeout=self.timeout)
+        except KafkaException as exc:
+            raise DlqError(f"cannot read cluster metadata: {exc.args[0]}") from None
+        return frozenset(t for t, m in metadata.topics.items() if m.error is None)
+
+    def read(self, ranges: Mapping[int, tuple[int, int]]) -> Iterator[DlqRecord]:
+        """Yield the records of ``{partition: (start, end)}`` (end exclusive), partition-wise.
+
+        Raises :class:`DlqError` if the ranges are not read within the timeout.
+        """
+        from confluent_kafka import TopicPartition
+
+        pending = {p: (s, e) for p, (s, e) in ranges.items() if e > s}
+        for partition in sorted(pending):
+            start, end = pending[partition]
+            self._consumer.assign([TopicPartition(self.topic, partition, start)])
+            deadline = time.monotonic() + self.timeout
+            position = start
+            while position < end:
+                if time.monotonic() > deadline:
+                    raise DlqError(
+                        f"timed out after {self.timeout}s reading {self.topic} "
+                        f"partition {partition} (at offset {position} of {end})"
+                    )
+                for msg in self._consumer.consume(500, 0.5):
+                    if msg.error() is not None:
+                        continue
+                    offset = msg.offset()
+                    if offset is None or offset >= end:
+                        position = end
+                        continue
+                    position = offset + 1
+                    yield DlqRecord(
+                        partition=partition,
+                        offset=offset,
+                        key=msg.key(),
+                        value=msg.value(),
+                        header_items=_items(msg.headers()),
+                    )
+                if position < end:
+                    # Gaps (compaction, transaction markers): trust the client's position.
+                    got = self._consumer.position([TopicPartition(self.topic, partition)])
+                    if got and got[0].offset is not None and got[0].offset >= end:
+                        position = end
+            self._consumer.unassign()
+
+
+def _items(raw: Any) -> tuple[tuple[str, bytes | None], ...]:
+    pairs = raw.items() if isinstance(raw, dict) else (raw or [])
+    return tuple((k, v.encode("utf-8") if isinstance(v, str) else v) for k, v in pairs)
+
+
+# --- list ------------------------------------------------------------------------------------
+
+
+def list_records(bootstrap_servers: str, dlq_topic: str, out: TextIO, timeout: float) -> int:
+    """Print every record of ``dlq_topic`` present now as a JSON array; return the count."""
+    import json
+
+    count = 0
+    with DlqReader(bootstrap_servers, dlq_topic, timeout) as reader:
+        marks = reader.watermarks()
+        out.write("[")
+        for record in reader.read(marks):
+            out.write(("\n" if count == 0 else ",\n") + json.dumps(record.view(), sort_keys=True))
+            count += 1
+        out.write("\n]\n" if count else "]\n")
+    return count
+
+
+# --- replay ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay did: records acknowledged, skipped (with why), and failed deliveries."""
+
+    replayed: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every selected record was republished and acknowledged."""
+        return not self.skipped and not self.failed
+
+    def view(self) -> dict[str, Any]:
+        """The summary as printed."""
+        return {
+            "replayed": len(self.replayed),
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "records": self.replayed,
+            "skipped_records": self.skipped,
+            "failed_records": self.failed,
+        }
+
+
+def replay_target(original_topic: str, prefix: str) -> str | None:
+    """The topic to replay to: the requests topic for it or a retry tier, else None."""
+    from adapters.kafka.topics import TopicNames
+
+    requests = TopicNames(prefix, retry_tiers=0).requests
+    if original_topic == requests:
+        return requests
+    if re.fullmatch(re.escape(prefix) + r"\.push\.retry\.[1-9][0-9]{0,8}", original_topic):
+        return requests
+    return None
+
+
+def replay_headers(record: DlqRecord, dlq_topic: str) -> list[tuple[str, bytes | None]]:
+    """The original headers (byte for byte, in order) minus failure headers, plus provenance."""
+    kept: list[tuple[str, bytes | None]] = []
+    failure: list[tuple[str, bytes | None]] = []
+    for key, value in record.header_items:
+        if key.startswith(REPLAYED_PREFIX):
+            continue  # an earlier replay's provenance: replaced by this one's
+        if key in FAILURE_HEADERS:
+            if key != "due_at":
+                failure.append((REPLAYED_PREFIX + key, value))
+        else:
+            kept.append((key, value))
+    where = f"{dlq_topic}:{record.partition}:{record.offset}".encode()
+    return [*kept, *failure, (REPLAYED_FROM_DLQ, where)]
+
+
+def _selected_ranges(
+    marks: Mapping[int, tuple[int, int]], offsets: Sequence[tuple[int, int]] | None
+) -> dict[int, tuple[int, int]]:
+    if offsets is None:
+        return dict(marks)
+    ranges: dict[int, tuple[int, int]] = {}
+    for partition, offset in offsets:
+        if partition not in marks:
+            raise DlqError(f"the DLQ has no partition {partition}")
+        low, high = marks[partition]
+        if not low <= offset < high:
+            raise DlqError(
+                f"no record at {partition}:{offset} (partition {partition} holds {low}..{high - 1})"
+                if high > low
+                else f"no record at {partition}:{offset} (partition {partition} is empty)"
+            )
+        start, end = ranges.get(partition, (offset, offset + 1))
+        ranges[partition] = (min(start, offset), max(end, offset + 1))
+    return ranges
+
+
+def replay(
+    bootstrap_servers: str,
+    prefix: str,
+    *,
+    offsets: Sequence[tuple[int, int]] | None,
+    event_id: str | None,
+    timeout: float,
+) -> ReplaySummary:
+    """Republish the selected DLQ records (``offsets``, or all if None, filtered by event id).
+
+    Waits up to ``timeout`` seconds for the acknowledgements. Raises
+    :class:`DlqError` before producing anything if a selected offset is not there.
+    """
+    from adapters.kafka.config import producer_config
+    from adapters.kafka.producer import DeliveryReport, EventProducer
+    from adapters.kafka.topics import TopicNames
+
+    dlq_topic = TopicNames(prefix, retry_tiers=0).dlq
+    wanted = set(offsets) if offsets is not None else None
+    summary = ReplaySummary()
+
+    def delivered(report: DeliveryReport) -> None:
+        entry = dict(report.opaque) if isinstance(report.opaque, dict) else {}
+        if report.ok:
+            entry.update(topic=report.topic, partition=report.partition, offset=report.offset)
+            summary.replayed.append(entry)
+        else:
+            entry["reason"] = str(report.error)
+            summary.failed.append(entry)
+
+    producer = EventProducer(
+        producer_config(bootstrap_servers, client_id="orderflow-dlq-replay"),
+        on_delivery=delivered,
+    )
+    matched = 0
+    with DlqReader(bootstrap_servers, dlq_topic, timeout) as reader:
+        marks = reader.watermarks()
+        ranges = _selected_ranges(marks, offsets)
+        existing = reader.topics()
+        for record in reader.read(ranges):
+            if wanted is not None and (record.partition, record.offset) not in wanted:
+                continue
+            if event_id is not None and record.event_id != event_id:
+                continue
+            matched += 1
+            where = {"dlq_partition": record.partition, "dlq_offset": record.offset}
+            info, problem = record.failure()
+            target = replay_target(info.original_topic, prefix) if info else None
+            if info is None or target is None:
+                reason = problem or (
+                    f"original topic {info.original_topic if info else '?'} is not "
+                    f"{prefix}'s requests topic or one of its retry tiers"
+                )
+                summary.skipped.append({**where, "reason": reason})
+                continue
+            if target not in existing:
+                summary.skipped.append({**where, "reason": f"topic {target} does not exist"})
+                continue
+            opaque = {**where, "key": _key_text(record.key), "event_id": record.event_id}
+            producer.produce(
+                target, record.key, record.value, replay_headers(record, dlq_topic), opaque=opaque
+            )
+            producer.poll(0)
+    remaining = producer.flush(timeout)
+    if event_id is not None and matched == 0:
+        raise DlqError(f"no selected DLQ record has event_id {event_id}")
+    if remaining:
+        summary.failed.append({"reason": f"{remaining} record(s) not acknowledged in {timeout}s"})
+    summary.replayed.sort(key=lambda e: (e["dlq_partition"], e["dlq_offset"]))
+    return summary
