@@ -33,8 +33,6 @@ from adapters.kafka.config import admin_config, producer_config
 from adapters.kafka.headers import FAILURE_HEADERS, EventHeaders, FailureInfo
 from adapters.kafka.producer import EventProducer
 from adapters.kafka.topics import TopicNames, ensure_topics
-from adapters.postgres import migrate
-from adapters.postgres.admin import temporary_database
 from adapters.postgres.engine import make_engine
 from adapters.postgres.models import ERPConnection
 from consumer.worker import WorkerConfig, WorkerSettings, build_worker, run_worker
@@ -298,13 +296,6 @@ class SharedMock:
         return ConnectorRegistry.get(connector_type)
 
 
-@pytest.fixture(scope="module")
-def replay_db(database_url: str) -> Iterator[str]:
-    with temporary_database(database_url, prefix="orderflow_t_dlq") as url:
-        migrate.upgrade(url)
-        yield url
-
-
 def wait_until(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + DEADLINE
     while not condition():
@@ -314,12 +305,12 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 
 
 def test_replaying_twice_through_the_push_worker_exports_once(
-    topics: TopicNames, kafka_bootstrap_servers: str, replay_db: str
+    topics: TopicNames, kafka_bootstrap_servers: str, migrated_db_url: str
 ) -> None:
     org = uuid.uuid4()
     order = make_order(org)
     blob = EncryptionService.encrypt_config({"mode": "success"}, org_id=org, connector_type="MOCK")
-    engine = make_engine(replay_db)
+    engine = make_engine(migrated_db_url)
     try:
         with engine.begin() as conn:
             conn.execute(
@@ -333,7 +324,7 @@ def test_replaying_twice_through_the_push_worker_exports_once(
         registry = SharedMock()
         config = WorkerConfig(
             bootstrap_servers=kafka_bootstrap_servers,
-            database_url=replay_db,
+            database_url=migrated_db_url,
             topic_prefix=topics.prefix,
             group_id=f"{topics.prefix}-group",
             concurrency=2,

@@ -33,9 +33,7 @@ from adapters.kafka.config import admin_config, producer_config
 from adapters.kafka.headers import EventHeaders
 from adapters.kafka.producer import EventProducer
 from adapters.kafka.topics import TopicNames
-from adapters.postgres import migrate
-from adapters.postgres.admin import temporary_database
-from adapters.postgres.engine import make_engine, make_session_factory
+from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import ERPConnection
 from consumer.push_handler import DEFERRED
 from consumer.worker import PushWorker, WorkerConfig, WorkerSettings, build_worker, run_worker
@@ -53,20 +51,6 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 3
 DEADLINE = 30.0
 BASE = 1.0  # retry delay base: the first retry is due 1 s after the failure
-
-
-@pytest.fixture(scope="module")
-def ordering_db(database_url: str) -> Iterator[str]:
-    with temporary_database(database_url, prefix="orderflow_t_ordering") as url:
-        migrate.upgrade(url)
-        yield url
-
-
-@pytest.fixture(scope="module")
-def engine(ordering_db: str) -> Iterator[Engine]:
-    eng = make_engine(ordering_db)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
@@ -247,14 +231,14 @@ def push_log(engine: Engine, order: DraftOrder) -> list[Any]:
 
 @pytest.fixture
 def pipeline(
-    ordering_db: str, kafka_bootstrap_servers: str, factory: sessionmaker[Session]
+    migrated_db_url: str, kafka_bootstrap_servers: str, factory: sessionmaker[Session]
 ) -> Iterator[Pipeline]:
     prefix = f"it-ordering-{uuid.uuid4().hex[:10]}"
     topics = TopicNames(prefix, retry_tiers=3)
     registry = SharedRegistry()
     config = WorkerConfig(
         bootstrap_servers=kafka_bootstrap_servers,
-        database_url=ordering_db,
+        database_url=migrated_db_url,
         topic_prefix=prefix,
         group_id=f"{prefix}-group",
         concurrency=4,
@@ -266,7 +250,7 @@ def pipeline(
     worker = build_worker(config, registry=registry, settings=WorkerSettings(drain_timeout_s=10))
     relay = build_relay(
         RelayConfig(
-            database_url=ordering_db,
+            database_url=migrated_db_url,
             bootstrap_servers=kafka_bootstrap_servers,
             topic_prefix=prefix,
             partitions=PARTITIONS,

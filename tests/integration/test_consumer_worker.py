@@ -33,9 +33,7 @@ from adapters.kafka.config import admin_config, producer_config
 from adapters.kafka.headers import EventHeaders
 from adapters.kafka.producer import EventProducer
 from adapters.kafka.topics import TopicNames
-from adapters.postgres import migrate
-from adapters.postgres.admin import temporary_database
-from adapters.postgres.engine import make_engine, make_session_factory
+from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import ERPConnection
 from consumer.worker import PushWorker, WorkerConfig, WorkerSettings, build_worker, run_worker
 from domain.idempotency import export_key, generate_idempotency_key
@@ -50,20 +48,6 @@ pytestmark = pytest.mark.integration
 
 PARTITIONS = 3
 DEADLINE = 30.0
-
-
-@pytest.fixture(scope="module")
-def worker_db(database_url: str) -> Iterator[str]:
-    with temporary_database(database_url, prefix="orderflow_t_worker") as url:
-        migrate.upgrade(url)
-        yield url
-
-
-@pytest.fixture(scope="module")
-def engine(worker_db: str) -> Iterator[Engine]:
-    eng = make_engine(worker_db)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
@@ -170,14 +154,14 @@ def make_order(org: uuid.UUID) -> DraftOrder:
 
 @pytest.fixture
 def pipeline(
-    worker_db: str, kafka_bootstrap_servers: str, factory: sessionmaker[Session]
+    migrated_db_url: str, kafka_bootstrap_servers: str, factory: sessionmaker[Session]
 ) -> Iterator[Pipeline]:
     prefix = f"it-worker-{uuid.uuid4().hex[:10]}"
     topics = TopicNames(prefix, retry_tiers=3)
     registry = SharedMock()
     config = WorkerConfig(
         bootstrap_servers=kafka_bootstrap_servers,
-        database_url=worker_db,
+        database_url=migrated_db_url,
         topic_prefix=prefix,
         group_id=f"{prefix}-group",
         concurrency=4,
@@ -189,7 +173,7 @@ def pipeline(
     worker = build_worker(config, registry=registry, settings=WorkerSettings(drain_timeout_s=10))
     relay = build_relay(
         RelayConfig(
-            database_url=worker_db,
+            database_url=migrated_db_url,
             bootstrap_servers=kafka_bootstrap_servers,
             topic_prefix=prefix,
             partitions=PARTITIONS,

@@ -14,8 +14,6 @@ from sqlalchemy import Engine, select, text
 
 from adapters.crypto.encryption import ConfigCipher, blob_key_id
 from adapters.crypto.keys import MasterKeyring, key_id_of
-from adapters.postgres import migrate
-from adapters.postgres.admin import temporary_database
 from adapters.postgres.engine import make_engine
 from adapters.postgres.models import ERPConnection
 from entrypoints.cli import EXIT_FAILED, EXIT_OK, main
@@ -23,16 +21,9 @@ from entrypoints.cli import EXIT_FAILED, EXIT_OK, main
 MARKER = "rewrap-marker-secret-5c1e8"
 
 
-@pytest.fixture(scope="module")
-def rotation_db(database_url: str) -> Iterator[str]:
-    with temporary_database(database_url, prefix="orderflow_t_rewrap") as url:
-        migrate.upgrade(url)
-        yield url
-
-
 @pytest.fixture
-def engine(rotation_db: str) -> Iterator[Engine]:
-    eng = make_engine(rotation_db)
+def engine(migrated_db_url: str) -> Iterator[Engine]:
+    eng = make_engine(migrated_db_url)
     with eng.begin() as conn:
         conn.execute(text("TRUNCATE erp_connection"))
     yield eng
@@ -88,7 +79,7 @@ def run(
 
 def test_rewrap_moves_every_row_to_the_primary_key_once(
     engine: Engine,
-    rotation_db: str,
+    migrated_db_url: str,
     keys: tuple[bytes, bytes],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -101,12 +92,12 @@ def test_rewrap_moves_every_row_to_the_primary_key_once(
     ids = [insert(engine, cipher_a, org) for org in orgs]
     before = blobs(engine)
 
-    status, dry = run(monkeypatch, rotation_db, key_b, key_a, "--dry-run", "--batch-size", "2")
+    status, dry = run(monkeypatch, migrated_db_url, key_b, key_a, "--dry-run", "--batch-size", "2")
     assert status == EXIT_OK
     assert dry["would_rewrap"] == 5 and dry["rewrapped"] == 0 and dry["dry_run"] is True
     assert blobs(engine) == before
 
-    status, first = run(monkeypatch, rotation_db, key_b, key_a, "--batch-size", "2")
+    status, first = run(monkeypatch, migrated_db_url, key_b, key_a, "--batch-size", "2")
     assert status == EXIT_OK
     assert (first["scanned"], first["rewrapped"], first["failed"]) == (5, 5, [])
     after = blobs(engine)
@@ -116,7 +107,7 @@ def test_rewrap_moves_every_row_to_the_primary_key_once(
         config = only_b.decrypt_config(after[row_id], org_id=org, connector_type="MOCK")
         assert config["api_key"] == MARKER
 
-    status, second = run(monkeypatch, rotation_db, key_b, key_a)
+    status, second = run(monkeypatch, migrated_db_url, key_b, key_a)
     assert status == EXIT_OK
     assert (second["rewrapped"], second["already_primary"]) == (0, 5)
     assert blobs(engine) == after
@@ -129,7 +120,7 @@ def test_rewrap_moves_every_row_to_the_primary_key_once(
 
 def test_a_row_that_does_not_decrypt_is_reported_and_the_others_proceed(
     engine: Engine,
-    rotation_db: str,
+    migrated_db_url: str,
     keys: tuple[bytes, bytes],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -150,14 +141,14 @@ def test_a_row_that_does_not_decrypt_is_reported_and_the_others_proceed(
             .values(org_id=uuid.uuid4())
         )
 
-    status, report = run(monkeypatch, rotation_db, key_b, key_a, "--batch-size", "2")
+    status, report = run(monkeypatch, migrated_db_url, key_b, key_a, "--batch-size", "2")
     assert status == EXIT_FAILED
     assert sorted(report["failed"]) == sorted([str(lost), str(misbound)])  # type: ignore[type-var]
     assert report["rewrapped"] == 3
     after = blobs(engine)
     assert all(blob_key_id(after[i]) == key_id_of(key_b) for i in good)
 
-    status, again = run(monkeypatch, rotation_db, key_b, key_a)
+    status, again = run(monkeypatch, migrated_db_url, key_b, key_a)
     assert status == EXIT_FAILED
     assert again["rewrapped"] == 0 and len(again["failed"]) == 2  # type: ignore[arg-type]
 

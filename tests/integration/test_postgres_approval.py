@@ -13,9 +13,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.postgres import migrate
-from adapters.postgres.admin import temporary_database
-from adapters.postgres.engine import make_engine, make_session_factory
+from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import DraftOrderRow, OutboxEventRow
 from adapters.postgres.unit_of_work import SqlAlchemyUnitOfWork
 from domain.idempotency import generate_idempotency_key
@@ -28,15 +26,6 @@ pytestmark = pytest.mark.integration
 
 ORG = uuid.uuid4()
 ORDER_TIME = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def engine(database_url: str) -> Iterator[Engine]:
-    with temporary_database(database_url, prefix="orderflow_t_approval") as url:
-        migrate.upgrade(url)
-        eng = make_engine(url)
-        yield eng
-        eng.dispose()
 
 
 @pytest.fixture

@@ -12,9 +12,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine, text
 
-from adapters.postgres import migrate
-from adapters.postgres.admin import temporary_database
-from adapters.postgres.engine import make_engine, make_session_factory
+from adapters.postgres.engine import make_session_factory
 from adapters.postgres.unit_of_work import SqlAlchemyUnitOfWork
 from domain.model import ConnectionStatus, DraftOrder, DraftOrderStatus, OrderLine, PushStatus
 from domain.records import AGGREGATE_DRAFT_ORDER, ConnectionRecord, OutboxEvent, PushLogEntry
@@ -24,15 +22,6 @@ from tests.fakes import FakeUnitOfWork
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def engine(database_url: str) -> Iterator[Engine]:
-    with temporary_database(database_url, prefix="orderflow_t_repos") as url:
-        migrate.upgrade(url)
-        eng = make_engine(url)
-        yield eng
-        eng.dispose()
 
 
 @pytest.fixture(params=["fake", "postgres"])

@@ -18,9 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.connectors.mock import MockConnector
 from adapters.connectors.registry import ConnectorRegistry
 from adapters.crypto.encryption import EncryptionService
-from adapters.postgres import migrate
-from adapters.postgres.admin import temporary_database
-from adapters.postgres.engine import make_engine, make_session_factory
+from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import ERPConnection, ERPPushLog
 from adapters.postgres.repositories import SqlPushLogStore
 from adapters.postgres.unit_of_work import SqlAlchemyUnitOfWork
@@ -34,15 +32,6 @@ from entrypoints import bootstrap
 pytestmark = pytest.mark.integration
 
 API_KEY = "mock-api-key-\u00e9-7f3a9c"
-
-
-@pytest.fixture(scope="module")
-def engine(database_url: str) -> Iterator[Engine]:
-    with temporary_database(database_url, prefix="orderflow_t_push") as url:
-        migrate.upgrade(url)
-        eng = make_engine(url)
-        yield eng
-        eng.dispose()
 
 
 @pytest.fixture

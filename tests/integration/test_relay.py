@@ -34,8 +34,6 @@ from sqlalchemy import Engine, text
 from adapters.avro.codec import decode_push_requested
 from adapters.kafka.config import admin_config
 from adapters.kafka.topics import TopicNames
-from adapters.postgres import migrate
-from adapters.postgres.admin import temporary_database
 from adapters.postgres.engine import make_engine
 from adapters.postgres.outbox_relay import PgOutboxRelayStore
 from domain.model import DraftOrder, OrderLine
@@ -52,20 +50,6 @@ PARTITIONS = 3
 # --- fixtures and helpers ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def relay_db(database_url: str) -> Iterator[str]:
-    with temporary_database(database_url, prefix="orderflow_t_relay") as url:
-        migrate.upgrade(url)
-        yield url
-
-
-@pytest.fixture(scope="module")
-def engine(relay_db: str) -> Iterator[Engine]:
-    eng = make_engine(relay_db)
-    yield eng
-    eng.dispose()
-
-
 @pytest.fixture
 def clean_outbox(engine: Engine) -> Engine:
     with engine.begin() as conn:
@@ -75,10 +59,10 @@ def clean_outbox(engine: Engine) -> Engine:
 
 @pytest.fixture
 def relay_config(
-    relay_db: str, kafka_bootstrap_servers: str, clean_outbox: Engine
+    migrated_db_url: str, kafka_bootstrap_servers: str, clean_outbox: Engine
 ) -> Iterator[RelayConfig]:
     config = RelayConfig(
-        database_url=relay_db,
+        database_url=migrated_db_url,
         bootstrap_servers=kafka_bootstrap_servers,
         topic_prefix=f"it-relay-{uuid.uuid4().hex[:10]}",
         partitions=PARTITIONS,
