@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # Run a command with the endpoints of `make infra-up` exported.
 WITH_ENDPOINTS = set -a && source "$(ENDPOINTS)" && set +a &&
 
-.PHONY: help venv deps-system infra-up infra-down infra-status infra-clean migrate test lint demo
+.PHONY: help venv deps-system infra-up infra-down infra-status infra-clean migrate test lint demo demo-pipeline
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -60,3 +60,6 @@ lint: venv ## ruff + mypy --strict
 
 demo: venv deps-system infra-up ## run the end-to-end demo against the local services
 	$(WITH_ENDPOINTS) $(PY) -m entrypoints.demo
+
+demo-pipeline: venv deps-system infra-up ## run the Kafka pipeline demo (DEMO_ARGS="--orders N")
+	$(WITH_ENDPOINTS) $(PY) -m entrypoints.pipeline_demo $(DEMO_ARGS)
