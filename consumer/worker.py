@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import queue
 import signal
 import sys
@@ -45,6 +44,7 @@ from consumer.offsets import OffsetTracker
 from consumer.ordered_executor import OrderedExecutor
 from consumer.push_attempt import DEFAULT_LEASE_SECONDS, PushAttempts
 from consumer.push_handler import DeadLetter, Handled, Message, PushHandler, RetrySettings
+from entrypoints.process_args import add_service_arguments, configure_logging, require_services
 
 _log = logging.getLogger("orderflow.consumer")
 
@@ -492,17 +492,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m consumer.worker", description="Run the ERP push worker (consumer group)."
     )
-    parser.add_argument(
-        "--bootstrap-servers",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
-        help="Kafka bootstrap servers ($KAFKA_BOOTSTRAP_SERVERS)",
-    )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL"),
-        help="PostgreSQL URL ($DATABASE_URL)",
-    )
-    parser.add_argument("--topic-prefix", default="orderflow", help="topic prefix (orderflow)")
+    add_service_arguments(parser)
     parser.add_argument("--group", default="orderflow-push", help="consumer group id")
     parser.add_argument("--concurrency", type=int, default=8, help="parallel ERP calls (8)")
     parser.add_argument(
@@ -515,16 +505,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="delay of retry n is base * 2^n seconds (1.0)",
     )
     parser.add_argument("--retry-tiers", type=int, default=3, help="retry tier topics (3)")
-    parser.add_argument("--partitions", type=int, default=6, help="partitions of created topics")
-    parser.add_argument(
-        "--no-ensure-topics", action="store_true", help="do not create missing topics at start"
-    )
-    parser.add_argument("--log-level", default="INFO", help="logging level (INFO)")
     args = parser.parse_args(argv)
-    if not args.bootstrap_servers:
-        parser.error("--bootstrap-servers (or $KAFKA_BOOTSTRAP_SERVERS) is required")
-    if not args.database_url:
-        parser.error("--database-url (or $DATABASE_URL) is required")
+    require_services(parser, args)
     if args.concurrency < 1 or args.max_retries < 0 or args.retry_delay_base < 0:
         parser.error("--concurrency must be >= 1, --max-retries and --retry-delay-base >= 0")
     return args
@@ -549,9 +531,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m consumer.worker``; exit status 0 after a clean stop."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level)
     try:
         run_worker(config_from_args(args))
     except Exception as exc:

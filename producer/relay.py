@@ -63,6 +63,7 @@ from typing import Any, Protocol, TypeVar
 
 from domain.records import OutboxEvent
 from domain.repositories import RepositoryError
+from entrypoints.process_args import add_service_arguments, configure_logging, require_services
 
 _log = logging.getLogger("orderflow.relay")
 
@@ -734,27 +735,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m producer.relay",
         description="Publish committed outbox events to Kafka (one leader among all relays).",
     )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL"),
-        help="SQLAlchemy URL of the database (default: $DATABASE_URL)",
-    )
-    parser.add_argument(
-        "--bootstrap-servers",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS)",
-    )
-    parser.add_argument("--topic-prefix", default="orderflow", help="topic prefix (orderflow)")
-    parser.add_argument(
-        "--partitions", type=int, default=6, help="partitions of topics created at start (6)"
-    )
+    add_service_arguments(parser)
     parser.add_argument(
         "--replication-factor", type=int, default=1, help="replication of created topics (1)"
-    )
-    parser.add_argument(
-        "--no-ensure-topics",
-        action="store_true",
-        help="do not create missing topics at start",
     )
     parser.add_argument(
         "--batch-size", type=int, default=defaults.batch_size, help="rows per claim"
@@ -784,7 +767,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 once nothing is left to publish",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (INFO)")
     return parser
 
 
@@ -792,14 +774,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m producer.relay``: run one relay process; 0 on a clean stop."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if not args.database_url:
-        parser.error("no database: pass --database-url or set DATABASE_URL")
-    if not args.bootstrap_servers:
-        parser.error("no Kafka: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-    )
+    require_services(parser, args)
+    configure_logging(args.log_level)
     try:
         settings = RelaySettings(
             batch_size=args.batch_size,
