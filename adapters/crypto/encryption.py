@@ -28,7 +28,6 @@ from adapters.crypto.keys import (
     EncryptionError,
     MasterKeyError,
     MasterKeyring,
-    key_id_of,
 )
 
 __all__ = ["ConfigCipher", "EncryptionError", "EncryptionService", "MasterKeyError"]
@@ -75,10 +74,7 @@ class ConfigCipher:
 
     def __init__(self, keyring: MasterKeyring) -> None:
         self.keyring = keyring
-        self._aead = {key_id: AESGCM(key) for key_id, key in self._keys()}
-
-    def _keys(self) -> list[tuple[bytes, bytes]]:
-        return [(key_id_of(k), k) for k in (self.keyring.primary, *self.keyring.older)]
+        self._aead = {key_id: AESGCM(key) for key_id, key in keyring.keys_by_id().items()}
 
     def __repr__(self) -> str:
         return f"ConfigCipher({self.keyring!r})"

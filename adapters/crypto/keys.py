@@ -86,6 +86,10 @@ class MasterKeyring:
         """Key id of the encrypting key."""
         return key_id_of(self.primary)
 
+    def keys_by_id(self) -> dict[bytes, bytes]:
+        """Every key of the keyring by its key id (a copy)."""
+        return dict(self._by_id)
+
     def key_for(self, key_id: bytes) -> bytes | None:
         """Return the key with ``key_id``, or None if it is not in the keyring."""
         return self._by_id.get(key_id)
