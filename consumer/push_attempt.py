@@ -26,7 +26,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -36,7 +36,7 @@ from domain.errors import ConnectorError
 from domain.idempotency import generate_idempotency_key as _generate_key
 from domain.model import DraftOrder, PushStatus
 from domain.ports import ERPConnectorPort, ExportResult
-from domain.records import ConnectionRecord, PushLogEntry, order_to_json, utc_now
+from domain.records import ConnectionRecord, OutboxEvent, PushLogEntry, order_to_json, utc_now
 from domain.redaction import RedactedConfig, scrub
 from domain.repositories import UnitOfWork
 from domain.retry import RetryPolicy
@@ -189,6 +189,30 @@ class PushAttempts:
         if existing is None:  # pragma: no cover - the conflicting row was deleted
             raise RuntimeError(f"Push log row {key} vanished while claiming it")
         return existing, None
+
+    def record_outcome(
+        self, claim: Claim, outcome: AttemptOutcome, events: Sequence[OutboxEvent] = ()
+    ) -> PushLogEntry | None:
+        """Write a claimed attempt's outcome and its outbox ``events`` in one transaction.
+
+        Returns the updated row, or ``None`` when the row is no longer PENDING
+        (our lease expired and another worker recorded the attempt first; its
+        outcome stands and ``events`` are not written).
+        """
+        with self.uow as uow:
+            recorded = uow.push_log.update_outcome(
+                claim.entry.id,
+                status=outcome.status,
+                now=self.clock(),
+                response_json=outcome.response_json,
+                error_message=outcome.error_message,
+                latency_ms=outcome.latency_ms,
+            )
+            if recorded is not None:
+                for event in events:
+                    uow.outbox.add(event)
+            uow.commit()
+        return recorded
 
     def call_erp(
         self, claim: Claim, order: DraftOrder, attempt: int, policy: RetryPolicy

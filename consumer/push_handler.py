@@ -219,19 +219,7 @@ class PushHandler:
         events = self._outcome_events(
             message, headers, record, order, claim.entry, outcome, attempts.clock()
         )
-        with attempts.uow as uow:
-            recorded = uow.push_log.update_outcome(
-                claim.entry.id,
-                status=outcome.status,
-                now=attempts.clock(),
-                response_json=outcome.response_json,
-                error_message=outcome.error_message,
-                latency_ms=outcome.latency_ms,
-            )
-            if recorded is not None:
-                for event in events:
-                    uow.outbox.add(event)
-            uow.commit()
+        recorded = attempts.record_outcome(claim, outcome, events)
         if recorded is None:
             # Our lease expired and another worker recorded the attempt first.
             return Handled("superseded")

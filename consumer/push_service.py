@@ -199,20 +199,12 @@ class PushOrchestrator:
     ) -> PushLogEntry:
         """Call the ERP for a claimed attempt and record the outcome."""
         outcome = self._attempts.call_erp(claim, order, attempt, policy)
-        with self.uow as uow:
-            recorded = uow.push_log.update_outcome(
-                claim.entry.id,
-                status=outcome.status,
-                now=self._clock(),
-                response_json=outcome.response_json,
-                error_message=outcome.error_message,
-                latency_ms=outcome.latency_ms,
-            )
-            if recorded is None:
-                # Our lease expired and another worker finished the attempt
-                # first; its outcome stands.
+        recorded = self._attempts.record_outcome(claim, outcome)
+        if recorded is None:
+            # Our lease expired and another worker finished the attempt first;
+            # its outcome stands.
+            with self.uow as uow:
                 recorded = uow.push_log.get(claim.entry.id)
-            uow.commit()
         if recorded is None:  # pragma: no cover - the row was deleted meanwhile
             raise RuntimeError(f"Push log row {claim.entry.idempotency_key} vanished")
         logger.info(
