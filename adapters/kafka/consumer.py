@@ -162,7 +162,15 @@ class EventConsumer:
         if max_messages < 1:
             raise ValueError("max_messages must be at least 1")
         try:
-            raw = self._client.consume(num_messages=max_messages, timeout=timeout)
+            # librdkafka's batch consume waits for the WHOLE timeout unless the batch
+            # fills, which would add up to ``timeout`` of latency to every quiet-time
+            # record. So: take what is queued; if nothing, block for the first record
+            # only, then take whatever arrived with it.
+            raw = self._client.consume(num_messages=max_messages, timeout=0)
+            if not raw and timeout > 0:
+                raw = self._client.consume(num_messages=1, timeout=timeout)
+                if raw and max_messages > 1:
+                    raw += self._client.consume(num_messages=max_messages - 1, timeout=0)
         except KafkaException as exc:
             raise ConsumerError("consume", KafkaErrorInfo.from_exception(exc)) from exc
         messages: list[ConsumedMessage] = []

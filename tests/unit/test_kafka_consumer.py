@@ -220,3 +220,39 @@ def test_pause_resume_assignment_close(fake: FakeConsumer, consumer: EventConsum
         pass
     consumer.close()
     assert fake.closed == 1
+
+
+class ArrivingConsumer(FakeConsumer):
+    """Records arrive only while a consume call blocks (``timeout > 0``), like a quiet topic."""
+
+    def __init__(self, arriving: list[Message]) -> None:
+        super().__init__()
+        self.queued: list[Message] = []
+        self.arriving = arriving
+        self.calls: list[tuple[int, float]] = []
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        self.calls.append((num_messages, timeout))
+        if timeout > 0:
+            self.queued += self.arriving
+            self.arriving = []
+        taken, self.queued = self.queued[:num_messages], self.queued[num_messages:]
+        return taken
+
+
+def test_poll_batch_returns_on_the_first_record_and_takes_what_came_with_it() -> None:
+    # librdkafka's batch consume would wait out the whole timeout for a partial
+    # batch; poll_batch must block for one record only, then drain without waiting.
+    fake = ArrivingConsumer([record(1), record(2), record(3)])
+    consumer = EventConsumer(client=fake)  # type: ignore[arg-type]
+    messages = consumer.poll_batch(10, 5.0)
+    assert [m.offset for m in messages] == [1, 2, 3]
+    assert fake.calls == [(10, 0), (1, 5.0), (9, 0)]
+
+
+def test_poll_batch_does_not_block_when_records_are_queued() -> None:
+    fake = ArrivingConsumer([])
+    fake.queued = [record(7)]
+    consumer = EventConsumer(client=fake)  # type: ignore[arg-type]
+    assert [m.offset for m in consumer.poll_batch(10, 5.0)] == [7]
+    assert fake.calls == [(10, 0)]
