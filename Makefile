@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # Run a command with the endpoints of `make infra-up` exported.
 WITH_ENDPOINTS = set -a && source "$(ENDPOINTS)" && set +a &&
 
-.PHONY: help venv deps-system infra-up infra-down infra-status infra-clean migrate test lint demo demo-pipeline
+.PHONY: help venv deps-system infra-up infra-down infra-status infra-clean migrate test lint demo demo-sync
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -58,8 +58,8 @@ lint: venv ## ruff + mypy --strict
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-demo: venv deps-system infra-up ## run the end-to-end demo against the local services
-	$(WITH_ENDPOINTS) $(PY) -m entrypoints.demo
+demo: venv deps-system infra-up ## the pipeline end to end: N approvals -> relay -> Kafka -> worker -> SFTP (DEMO_ORDERS=N, DEMO_ARGS="--rate R")
+	$(WITH_ENDPOINTS) $(PY) -m entrypoints.demo $(DEMO_ARGS)
 
-demo-pipeline: venv deps-system infra-up ## run the Kafka pipeline demo (DEMO_ARGS="--orders N")
-	$(WITH_ENDPOINTS) $(PY) -m entrypoints.pipeline_demo $(DEMO_ARGS)
+demo-sync: venv deps-system infra-up ## the connector framework without Kafka (PushOrchestrator, DEMO_ORDERS=N)
+	$(WITH_ENDPOINTS) $(PY) -m entrypoints.sync_demo $(DEMO_ARGS)

@@ -1,195 +1,502 @@
-"""``make demo``: the connector framework end to end on the local services.
+"""``make demo``: the event pipeline end to end on the local services.
 
 Migrates the database, creates an organisation with an encrypted
-DROPZONE_JSON_V1 connection to the local SFTP server, tests it, approves a
-few draft orders (order + outbox event in one transaction), pushes each
-through ``PushOrchestrator``, pushes them all a second time to show that
-idempotency keeps the ERP effect exactly once, and counts the files that
-really landed in the SFTP dropzone. The last line is machine-readable.
+DROPZONE_JSON_V1 connection to the local SFTP server, starts the outbox relay
+and the push worker as their own processes (``python -m producer.relay`` and
+``python -m consumer.worker``, on a topic prefix and consumer group of this
+run), reads the results topic, approves N draft orders at a steady rate (each
+order and its outbox event in one transaction, nothing else), waits (bounded)
+for their N PushResults, stops relay and worker with SIGTERM, and counts the
+files that really landed in the SFTP dropzone. The last line is machine-readable::
+
+    demo: approved=N succeeded=N failed=F dlq=D files=N duplicates=0 p50_ms=X p99_ms=Y
+
+Latency is measured per order from the approval's commit to the moment its
+PushResult was read from the results topic.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import stat
 import sys
+import threading
+import time
 import uuid
-from collections.abc import Sequence
-from decimal import Decimal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from adapters.connectors.dropzone_json_v1 import DropzoneJsonV1Connector
+from sqlalchemy import Engine, text
+
 from adapters.connectors.registry import ConnectorRegistry
 from adapters.crypto.encryption import ConfigCipher
-from adapters.crypto.keys import MASTER_KEY_ENV, generate_master_key
 from adapters.postgres import migrate
-from domain.model import DraftOrder, OrderLine
+from adapters.postgres.engine import make_engine
 from domain.records import ConnectionRecord
+from domain.repositories import UnitOfWork
 from entrypoints import bootstrap
+from entrypoints.demo_processes import ChildProcess, ServiceProcessError
+from entrypoints.demo_support import (
+    CONNECTOR_TYPE,
+    count_dropzone_files,
+    demo_order,
+    dropzone_config,
+    ensure_master_key,
+    percentile,
+    state_dir,
+)
 from entrypoints.settings import Settings, SettingsError
 from producer.approval import approve_draft_order
 
-CONNECTOR_TYPE = "DROPZONE_JSON_V1"
+_log = logging.getLogger("orderflow.pipeline_demo")
+
+PARTITIONS = 6
+RETRY_TIERS = 3
+#: Longest wait for the last PushResult, in seconds (``--timeout``).
+DEFAULT_TIMEOUT_S = 300.0
+#: Longest wait for relay and worker to stop after SIGTERM, and for the reader thread.
+STOP_TIMEOUT_S = 30.0
+#: Longest wait for relay and worker to report that they are ready.
+READY_TIMEOUT_S = 60.0
+#: Approvals per second by default (``--rate``); 0 approves as fast as possible.
+DEFAULT_RATE = 200.0
 
 
-def _ensure_master_key(state_dir: Path) -> str:
-    """Use ``$ENCRYPTION_MASTER_KEY``, else a demo key kept (mode 600) in the state dir.
+@dataclass
+class _Results:
+    """PushResults of this run's organisation, one per draft order (thread-safe)."""
 
-    Keeping it means connections stored by an earlier demo run still decrypt.
-    """
-    if os.environ.get(MASTER_KEY_ENV):
-        return "from the environment"
-    key_file = state_dir / "demo-master-key"
-    if not key_file.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(generate_master_key() + "\n", encoding="ascii")
-        key_file.chmod(stat.S_IRUSR | stat.S_IWUSR)
-    os.environ[MASTER_KEY_ENV] = key_file.read_text(encoding="ascii").strip()
-    return f"demo key from {key_file}"
+    org_id: uuid.UUID
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    status: dict[uuid.UUID, str] = field(default_factory=dict)
+    #: Wall-clock time (``time.time()``) at which the order's result was read.
+    read_at: dict[uuid.UUID, float] = field(default_factory=dict)
+    #: ``approved_at`` of the result (epoch seconds), the fallback start of the latency.
+    approved_at: dict[uuid.UUID, float] = field(default_factory=dict)
+    records: int = 0
+
+    def add(self, record: dict[str, Any], read_at: float) -> None:
+        if uuid.UUID(str(record["org_id"])) != self.org_id:
+            return
+        order_id = uuid.UUID(str(record["draft_order_id"]))
+        with self.lock:
+            self.records += 1
+            if order_id not in self.status:  # a re-published copy keeps the first read time
+                self.read_at[order_id] = read_at
+                self.approved_at[order_id] = record["approved_at"].timestamp()
+            self.status[order_id] = str(record["status"])
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.status)
 
 
-def _require(name: str) -> str:
-    value = os.environ.get(name)
+class _Thread(threading.Thread):
+    """A daemon thread that keeps the exception its target raised (instead of losing it)."""
+
+    def __init__(self, name: str, target: Callable[[], object]) -> None:
+        super().__init__(name=name, daemon=True)
+        self._run_target = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run_target()
+        except BaseException as exc:
+            self.error = exc
+            _log.exception("%s failed", self.name)
+
+
+def _read_results(
+    bootstrap_servers: str, topic: str, results: _Results, stop: threading.Event
+) -> None:
+    from adapters.avro.codec import decode_push_result
+    from adapters.kafka.config import consumer_config
+    from adapters.kafka.consumer import EventConsumer
+
+    config = consumer_config(
+        bootstrap_servers,
+        group_id=f"{topic}-demo-reader-{uuid.uuid4().hex[:8]}",
+        client_id="orderflow-pipeline-demo-reader",
+        logger=_log,
+    )
+    with EventConsumer(config) as consumer:
+        consumer.subscribe([topic])
+        while not stop.is_set():
+            messages = consumer.poll_batch(500, 0.05)
+            now = time.time()
+            for message in messages:
+                try:
+                    results.add(decode_push_result(message.value), now)
+                except Exception:
+                    _log.warning("Undecodable record on %s@%d", topic, message.offset)
+
+
+def _count_records(bootstrap_servers: str, topic: str) -> int:
+    """How many records ``topic`` holds (sum of high minus low watermarks)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"{topic}-demo-count",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = metadata.topics[topic].partitions
+        total = 0
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            total += max(0, high - low)
+        return total
+    finally:
+        consumer.close()
+
+
+def _successful_exports_beyond_one(engine: Engine, org_id: uuid.UUID) -> int:
+    """Orders of ``org_id`` with more than one SUCCESS row in the push log."""
+    with engine.connect() as conn:
+        value = conn.execute(
+            text(
+                "SELECT count(*) FROM (SELECT draft_order_id FROM erp_push_log"
+                " WHERE org_id = :org AND status = 'SUCCESS'"
+                " GROUP BY draft_order_id HAVING count(*) > 1) AS dup"
+            ),
+            {"org": org_id},
+        ).scalar_one()
+    return int(value)
+
+
+class _Progress:
+    """A carriage-return progress bar on stderr, redrawn every 10% of approvals or results."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._shown: tuple[int, int] | None = None
+
+    def show(self, approved: int, done: int, *, final: bool = False) -> None:
+        step = (approved * 10 // self.total, done * 10 // self.total)
+        if step == self._shown and not final:
+            return
+        self._shown = step
+        filled = done * 30 // self.total
+        bar = "#" * filled + "." * (30 - filled)
+        sys.stderr.write(
+            f"\rpipeline [{bar}] results {done}/{self.total}  approved {approved}/{self.total}"
+        )
+        if final:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``make demo`` was asked to do."""
+
+    orders: int
+    topic_prefix: str
+    #: Approvals per second; 0 approves as fast as the database allows.
+    rate: float = DEFAULT_RATE
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+def _services(
+    database_url: str, bootstrap_servers: str, options: DemoOptions, logs: Path
+) -> tuple[ChildProcess, ChildProcess]:
+    """The relay and the push worker of this run (not started)."""
+    common = [
+        "--database-url",
+        database_url,
+        "--bootstrap-servers",
+        bootstrap_servers,
+        "--topic-prefix",
+        options.topic_prefix,
+        "--partitions",
+        str(PARTITIONS),
+        "--no-ensure-topics",
+    ]
+    relay = ChildProcess(
+        "relay", "producer.relay", common, logs / f"demo-{options.topic_prefix}-relay.log"
+    )
+    worker = ChildProcess(
+        "push worker",
+        "consumer.worker",
+        [
+            *common,
+            "--group",
+            f"{options.topic_prefix}-push",
+            "--retry-tiers",
+            str(RETRY_TIERS),
+        ],
+        logs / f"demo-{options.topic_prefix}-worker.log",
+    )
+    return relay, worker
+
+
+def _approve(
+    uow: UnitOfWork,
+    org_id: uuid.UUID,
+    options: DemoOptions,
+    results: _Results,
+    progress: _Progress,
+    services: Sequence[ChildProcess],
+) -> dict[uuid.UUID, float]:
+    """Approve ``options.orders`` drafts at ``options.rate``; return each commit time."""
+    committed_at: dict[uuid.UUID, float] = {}
+    started = time.monotonic()
+    for index in range(options.orders):
+        if options.rate > 0:
+            # Open-loop pacing: order i is due at started + i/rate, however long the
+            # previous approvals took, so a slow moment does not lower the load.
+            delay = started + index / options.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        draft = demo_order(org_id, index + 1)
+        approve_draft_order(uow, org_id, draft)
+        committed_at[draft.id] = time.time()
+        progress.show(index + 1, results.count())
+        if index % 100 == 0:
+            _require_running(services)
+    return committed_at
+
+
+def _require_running(services: Sequence[ChildProcess]) -> None:
+    for service in services:
+        if not service.running():
+            raise ServiceProcessError(f"{service.name} exited early:\n{service.tail()}")
+
+
+def _kafka() -> str:
+    value = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not value:
-        raise SystemExit(f"demo: {name} is not set; run it through `make demo`")
+        raise SystemExit("demo: KAFKA_BOOTSTRAP_SERVERS is not set; run it through `make demo`")
     return value
 
 
-def _dropzone_config() -> dict[str, object]:
-    return {
-        "host": _require("SFTP_HOST"),
-        "port": int(_require("SFTP_PORT")),
-        "username": _require("SFTP_USERNAME"),
-        "private_key": Path(_require("SFTP_PRIVATE_KEY_PATH")).read_text(encoding="ascii"),
-        "host_key": _require("SFTP_HOST_KEY"),
-        "remote_dir": _require("SFTP_DROPZONE_DIR"),
-        "timeout_s": 10,
-    }
-
-
-def _demo_order(org_id: uuid.UUID, index: int) -> DraftOrder:
-    return DraftOrder(
-        id=uuid.uuid4(),
-        org_id=org_id,
-        order_number=f"DEMO-{index:05d}",
-        customer_code=f"CUST-{100 + index % 7}",
-        currency="EUR",
-        lines=tuple(
-            OrderLine(
-                line_no=n,
-                product_code=f"SKU-{n:03d}",
-                quantity=Decimal(n),
-                unit_price=Decimal("9.95") * n,
-                description=f"Demo article {n}",
-            )
-            for n in range(1, 4)
-        ),
-        notes="Approved by the OrderFlow demo",
-    )
-
-
-def _count_dropzone_files(config: dict[str, object], org_id: uuid.UUID) -> int:
-    """Count the order files that really exist in the org's dropzone folder (over SFTP)."""
-    connector = DropzoneJsonV1Connector()
-    try:
-        params = connector.connection_params(connector.prepare_config(config))
-        folder = f"{str(config['remote_dir']).rstrip('/')}/{org_id}"
-        with connector.pool.session(params) as session:
-            names = session.sftp.listdir(folder)
-    finally:
-        connector.close()
-    return sum(1 for name in names if name.endswith(".json") and not name.startswith("."))
-
-
-def run(orders: int) -> int:
-    """Run the demo with ``orders`` draft orders; return the process exit status."""
+def run(options: DemoOptions) -> int:
+    """Run the pipeline demo; return the process exit status."""
     settings = Settings.from_env()
     database_url = settings.require_database_url()
-    state_dir = Path(os.environ.get("ORDERFLOW_INFRA_DIR") or Path.cwd() / ".infra")
-    key_source = _ensure_master_key(state_dir)
+    _kafka()
+    key_source = ensure_master_key(state_dir())
 
     migrate.upgrade(database_url)
     print(f"database migrated to {migrate.current_revision(database_url)}")
     print(f"master key: {key_source}")
 
+    engine = make_engine(database_url)
+    try:
+        return _run(engine, database_url, options)
+    except ServiceProcessError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+
+
+def _run(engine: Engine, database_url: str, options: DemoOptions) -> int:
+    from adapters.kafka.topics import TopicNames, ensure_topics
+
+    bootstrap_servers = _kafka()
+    topics = TopicNames(options.topic_prefix, retry_tiers=RETRY_TIERS)
     org_id = uuid.uuid4()
-    config = _dropzone_config()
+    config = dropzone_config()
     blob = ConfigCipher.from_env().encrypt_config(
         config, org_id=org_id, connector_type=CONNECTOR_TYPE
     )
-    factory = bootstrap.session_factory(database_url=database_url)
+    factory = bootstrap.session_factory(engine=engine)
     uow = bootstrap.sql_unit_of_work(session_factory=factory)
     with uow:
         uow.connections.add(ConnectionRecord.new(org_id, CONNECTOR_TYPE, blob))
         uow.commit()
-    connector = ConnectorRegistry.get(CONNECTOR_TYPE)
-    print(
-        f"organisation {org_id}: encrypted {CONNECTOR_TYPE} connection stored "
-        f"({len(blob)} bytes of AES-256-GCM)"
-    )
-    test = connector.test_connection(config)
-    print(
-        f"connection test: {'ok' if test.success else 'FAILED at ' + str(test.stage)} "
-        f"in {test.latency_ms:.0f} ms"
-    )
+    print(f"organisation {org_id}: encrypted {CONNECTOR_TYPE} connection stored")
+    test = ConnectorRegistry.get(CONNECTOR_TYPE).test_connection(config)
     if not test.success:
-        print(f"  {test.error_message}")
+        print(f"connection test FAILED at {test.stage}: {test.error_message}")
         return 1
 
-    drafts = [_demo_order(org_id, i + 1) for i in range(orders)]
-    for draft in drafts:
-        approve_draft_order(uow, org_id, draft)
-    print(f"approved {len(drafts)} draft orders (each with its outbox event)")
-
-    print(f"{'order':<12} {'status':<8} {'attempts':>8} {'latency':>9}  file")
-    succeeded = failed = 0
-    first_entries: dict[uuid.UUID, uuid.UUID] = {}
-    for draft in drafts:
-        with factory() as session:
-            entry = bootstrap.build_push_orchestrator(session).push_order(org_id, draft)
-        first_entries[draft.id] = entry.id
-        ok = str(entry.status) == "SUCCESS"
-        succeeded += ok
-        failed += not ok
-        where = (entry.response_json or {}).get("storage_key") or entry.error_message
-        print(
-            f"{draft.order_number:<12} {entry.status!s:<8} {entry.retry_count + 1:>8} "
-            f"{entry.latency_ms or 0:>7} ms  {where}"
-        )
-
-    # Push everything again: idempotency must keep the ERP effect exactly once.
-    # A repeat answered by a different push log row would mean a second export.
-    repeats_exported = 0
-    for draft in drafts:
-        with factory() as session:
-            entry = bootstrap.build_push_orchestrator(session).push_order(org_id, draft)
-        repeats_exported += entry.id != first_entries[draft.id]
-    files = _count_dropzone_files(config, org_id)
-    duplicates = max(0, files - succeeded) + repeats_exported
-    print(f"second push of all {len(drafts)} orders: answered from the push log")
-    print(f"files in the SFTP dropzone for this organisation: {files}")
-    print(
-        f"demo: approved={len(drafts)} succeeded={succeeded} failed={failed} "
-        f"files={files} duplicates={duplicates}"
+    ensure_topics(bootstrap_servers, topics, partitions=PARTITIONS)
+    relay, worker = _services(database_url, bootstrap_servers, options, state_dir() / "logs")
+    results = _Results(org_id)
+    reader_stop = threading.Event()
+    reader = _Thread(
+        "results reader",
+        lambda: _read_results(bootstrap_servers, topics.results, results, reader_stop),
     )
-    return 0 if succeeded == len(drafts) and files == succeeded and duplicates == 0 else 1
+    progress = _Progress(options.orders)
+    started = time.monotonic()
+    exits: dict[str, int | None] = {}
+    try:
+        relay.start()
+        worker.start()
+        reader.start()
+        relay.wait_for_log(r"Relay is the leader|Relay on standby", READY_TIMEOUT_S)
+        if "standby" in relay.log_path.read_text(encoding="utf-8", errors="replace"):
+            raise ServiceProcessError(
+                "another relay holds the leader lock of this database: stop it "
+                "(it publishes to its own topic prefix) or use another database"
+            )
+        worker.wait_for_log(r"Assigned \[", READY_TIMEOUT_S)
+        print(
+            f"relay (pid {relay.pid}) and push worker (pid {worker.pid}) started on topics "
+            f"{options.topic_prefix}.*; logs in {relay.log_path.parent}"
+        )
+        started = time.monotonic()
+        committed_at = _approve(uow, org_id, options, results, progress, (relay, worker))
+        approve_s = time.monotonic() - started
+        deadline = time.monotonic() + options.timeout_s
+        while results.count() < options.orders and time.monotonic() < deadline:
+            _require_running((relay, worker))
+            if not reader.is_alive():
+                raise ServiceProcessError(f"results reader stopped: {reader.error!r}")
+            progress.show(options.orders, results.count())
+            time.sleep(0.02)
+        progress.show(options.orders, results.count(), final=True)
+        elapsed_s = time.monotonic() - started
+    finally:
+        # The worker first: its last outcomes still need the relay to reach the topic.
+        exits["push worker"] = worker.stop(STOP_TIMEOUT_S)
+        exits["relay"] = relay.stop(STOP_TIMEOUT_S)
+        reader_stop.set()
+        if reader.is_alive():
+            reader.join(STOP_TIMEOUT_S)
+    unclean = {name: code for name, code in exits.items() if code != 0}
+    for name, code in unclean.items():
+        how = "was killed: it did not stop" if code is None else f"exited with status {code}"
+        print(f"{name} {how} after SIGTERM")
+    if results.count() < options.orders:
+        print(f"timed out: {results.count()} of {options.orders} PushResults read")
+        print(f"relay log:\n{relay.tail()}\npush worker log:\n{worker.tail()}")
+    return _report(
+        engine,
+        config,
+        org_id,
+        topics.dlq,
+        options,
+        results,
+        committed_at,
+        approve_s=approve_s,
+        elapsed_s=elapsed_s,
+        clean_stop=not unclean,
+    )
+
+
+def _report(
+    engine: Engine,
+    config: dict[str, object],
+    org_id: uuid.UUID,
+    dlq_topic: str,
+    options: DemoOptions,
+    results: _Results,
+    committed_at: dict[uuid.UUID, float],
+    *,
+    approve_s: float,
+    elapsed_s: float,
+    clean_stop: bool,
+) -> int:
+    """Print the summary table and the machine-readable last line; return the exit status."""
+    with results.lock:
+        statuses = dict(results.status)
+        read_at = dict(results.read_at)
+        approved_at = dict(results.approved_at)
+        records = results.records
+    succeeded = sum(1 for s in statuses.values() if s == "SUCCESS")
+    failed = sum(1 for s in statuses.values() if s != "SUCCESS")
+    latencies_ms = [
+        (read_at[order] - committed_at.get(order, approved_at[order])) * 1000 for order in read_at
+    ]
+    dlq = _count_records(_kafka(), dlq_topic)
+    files = count_dropzone_files(config, org_id)
+    exported_twice = _successful_exports_beyond_one(engine, org_id)
+    duplicates = exported_twice + max(0, files - succeeded)
+    p50 = percentile(latencies_ms, 0.50)
+    p99 = percentile(latencies_ms, 0.99)
+    rate = f"{options.rate:.0f}/s" if options.rate > 0 else "as fast as possible"
+    rows: list[tuple[str, str]] = [
+        ("approved", f"{len(committed_at)} in {approve_s:.1f} s (target rate {rate})"),
+        ("results read", f"{len(statuses)} orders ({records} records)"),
+        ("succeeded", str(succeeded)),
+        ("failed", str(failed)),
+        ("dead letters", str(dlq)),
+        ("dropzone files", str(files)),
+        ("duplicates", str(duplicates)),
+        ("total time", f"{elapsed_s:.1f} s ({len(statuses) / max(elapsed_s, 1e-9):.0f} orders/s)"),
+        ("latency p50", f"{p50:.0f} ms"),
+        ("latency p90", f"{percentile(latencies_ms, 0.90):.0f} ms"),
+        ("latency p99", f"{p99:.0f} ms"),
+        ("latency max", f"{max(latencies_ms, default=0.0):.0f} ms"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print(f"{'':-<{width + 2}}{'':-<40}")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print(f"{'':-<{width + 2}}{'':-<40}")
+    print(
+        f"demo: approved={len(committed_at)} succeeded={succeeded} failed={failed} dlq={dlq} "
+        f"files={files} duplicates={duplicates} p50_ms={round(p50)} p99_ms={round(p99)}"
+    )
+    ok = succeeded == options.orders and files == options.orders and duplicates == 0
+    return 0 if ok and clean_stop else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments and run the demo."""
-    parser = argparse.ArgumentParser(prog="python -m entrypoints.demo", description=__doc__)
+    """Parse arguments and run the pipeline demo."""
+    parser = argparse.ArgumentParser(
+        prog="python -m entrypoints.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--orders",
         type=int,
-        default=int(os.environ.get("DEMO_ORDERS", "5")),
-        help="how many draft orders to approve and push (default 5)",
+        default=int(os.environ.get("DEMO_ORDERS", "1000")),
+        help="how many draft orders to approve (default $DEMO_ORDERS or 1000)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help=f"approvals per second (default {DEFAULT_RATE:.0f}; 0: as fast as possible)",
+    )
+    parser.add_argument(
+        "--topic-prefix",
+        default=None,
+        help="prefix of this run's topics and consumer group (default demo<random>)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"longest wait for all PushResults, in seconds (default {DEFAULT_TIMEOUT_S:.0f})",
     )
     args = parser.parse_args(argv)
     if args.orders < 1:
         parser.error("--orders must be at least 1")
+    if args.rate < 0:
+        parser.error("--rate must be 0 or positive")
+    if args.timeout <= 0:
+        parser.error("--timeout must be positive")
+    prefix = args.topic_prefix or f"demo{uuid.uuid4().hex[:10]}"
+    from adapters.kafka.errors import TopicNameError
+    from adapters.kafka.topics import TopicNames
+
     try:
-        return run(args.orders)
+        TopicNames(prefix, retry_tiers=RETRY_TIERS)
+    except TopicNameError as exc:
+        parser.error(f"--topic-prefix: {exc}")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    options = DemoOptions(
+        orders=args.orders, topic_prefix=prefix, rate=args.rate, timeout_s=args.timeout
+    )
+    try:
+        return run(options)
     except SettingsError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2

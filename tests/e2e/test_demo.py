@@ -1,24 +1,51 @@
-"""``make demo``'s main job on the real services: every order lands once in the dropzone."""
+"""``make demo`` on the real services: relay and worker processes, Kafka, SFTP dropzone."""
 
 from __future__ import annotations
 
-import os
+import contextlib
+import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
+from adapters.kafka.config import admin_config
+from adapters.kafka.topics import TopicNames
 from adapters.postgres.admin import temporary_database
 from entrypoints import demo
 from infra.endpoints import SftpServer
 
+LAST_LINE = re.compile(
+    r"demo: approved=(?P<approved>\d+) succeeded=(?P<succeeded>\d+) failed=(?P<failed>\d+)"
+    r" dlq=(?P<dlq>\d+) files=(?P<files>\d+) duplicates=(?P<duplicates>\d+)"
+    r" p50_ms=(?P<p50>\d+) p99_ms=(?P<p99>\d+)"
+)
+
+
+@pytest.fixture
+def prefix(kafka_bootstrap_servers: str) -> Iterator[str]:
+    prefix = f"e2e-demo-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    admin = AdminClient(admin_config(kafka_bootstrap_servers))
+    topics = list(TopicNames(prefix).all())
+    for future in admin.delete_topics(topics, operation_timeout=10).values():
+        with contextlib.suppress(Exception):
+            future.result()
+
 
 @pytest.fixture
 def demo_env(
-    database_url: str, sftp_server: SftpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str,
+    kafka_bootstrap_servers: str,
+    sftp_server: SftpServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[None]:
-    with temporary_database(database_url, prefix="orderflow_t_demo") as url:
+    with temporary_database(database_url, prefix="orderflow_t_pdemo") as url:
         monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap_servers)
         monkeypatch.setenv("SFTP_HOST", sftp_server.host)
         monkeypatch.setenv("SFTP_PORT", str(sftp_server.port))
         monkeypatch.setenv("SFTP_USERNAME", sftp_server.username)
@@ -26,23 +53,42 @@ def demo_env(
         monkeypatch.setenv("SFTP_HOST_KEY", sftp_server.host_key_line)
         monkeypatch.setenv("SFTP_DROPZONE_DIR", sftp_server.dropzone_dir)
         monkeypatch.setenv("ORDERFLOW_INFRA_DIR", str(tmp_path))
-        monkeypatch.delenv("ENCRYPTION_MASTER_KEY", raising=False)
+        # Set, then delete: monkeypatch then also removes the key the demo generates.
+        monkeypatch.setenv("ENCRYPTION_MASTER_KEY", "unset-by-the-test")
+        monkeypatch.delenv("ENCRYPTION_MASTER_KEY")
         yield
 
 
-def test_demo_pushes_every_order_exactly_once(
-    demo_env: None, capsys: pytest.CaptureFixture[str]
+def test_demo_exports_every_order_once_through_kafka(
+    demo_env: None, prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert demo.main(["--orders", "4"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1] == "demo: approved=4 succeeded=4 failed=0 files=4 duplicates=0"
-    # The demo keeps its generated key private to the user.
-    key_file = Path(os.environ["ORDERFLOW_INFRA_DIR"]) / "demo-master-key"
-    assert key_file.stat().st_mode & 0o077 == 0
-    assert key_file.read_text().strip() not in "\n".join(lines)
+    status = demo.main(
+        ["--orders", "30", "--rate", "50", "--topic-prefix", prefix, "--timeout", "60"]
+    )
+    out = capsys.readouterr()
+    last = out.out.strip().splitlines()[-1]
+    match = LAST_LINE.fullmatch(last)
+    assert match is not None, last
+    fields = {name: int(value) for name, value in match.groupdict().items()}
+    assert fields["approved"] == 30
+    assert fields["succeeded"] == 30
+    assert fields["failed"] == 0
+    assert fields["dlq"] == 0
+    assert fields["files"] == 30
+    assert fields["duplicates"] == 0
+    assert 0 < fields["p50"] <= fields["p99"] < 60_000
+    assert status == 0
+    assert "results 30/30" in out.err  # the progress bar went to stderr
 
 
-def test_demo_rejects_a_non_positive_order_count(demo_env: None) -> None:
-    with pytest.raises(SystemExit) as exc:
-        demo.main(["--orders", "0"])
-    assert exc.value.code == 2
+def test_demo_rejects_bad_arguments(demo_env: None) -> None:
+    bad = (
+        ["--orders", "0"],
+        ["--rate", "-1"],
+        ["--topic-prefix", "bad prefix"],
+        ["--timeout", "0"],
+    )
+    for argv in bad:
+        with pytest.raises(SystemExit) as exc:
+            demo.main(argv)
+        assert exc.value.code == 2
