@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # Run a command with the endpoints of `make infra-up` exported.
 WITH_ENDPOINTS = set -a && source "$(ENDPOINTS)" && set +a &&
 
-.PHONY: help venv deps-system infra-up infra-down infra-status infra-clean migrate test lint demo demo-sync
+.PHONY: help venv deps-system infra-up infra-down infra-status infra-clean migrate test lint demo demo-sync chaos chaos-quick
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -63,3 +63,9 @@ demo: venv deps-system infra-up ## the pipeline end to end: N approvals -> relay
 
 demo-sync: venv deps-system infra-up ## the connector framework without Kafka (PushOrchestrator, DEMO_ORDERS=N)
 	$(WITH_ENDPOINTS) $(PY) -m entrypoints.sync_demo $(DEMO_ARGS)
+
+chaos: venv deps-system ## 10,000 orders through the real pipeline under kills and outages (own infra in .infra-chaos/; CHAOS_ARGS="--seed S")
+	$(PY) -m chaos $(CHAOS_ARGS)
+
+chaos-quick: venv deps-system ## the chaos harness with 2,000 orders, under 10 minutes (CI runs it)
+	$(PY) -m chaos --quick $(CHAOS_ARGS)

@@ -505,10 +505,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="delay of retry n is base * 2^n seconds (1.0)",
     )
     parser.add_argument("--retry-tiers", type=int, default=3, help="retry tier topics (3)")
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=DEFAULT_LEASE_SECONDS,
+        help="how long a claimed attempt is protected from take-over; a crashed worker's "
+        f"claims are taken over after it (default {DEFAULT_LEASE_SECONDS:.0f}; must exceed "
+        "the slowest connector call)",
+    )
+    parser.add_argument(
+        "--instance-id",
+        default=None,
+        help="static group membership (Kafka group.instance.id): a worker restarted with "
+        "the same id gets its partitions back at once, without a rebalance of the group",
+    )
     args = parser.parse_args(argv)
     require_services(parser, args)
     if args.concurrency < 1 or args.max_retries < 0 or args.retry_delay_base < 0:
         parser.error("--concurrency must be >= 1, --max-retries and --retry-delay-base >= 0")
+    if args.lease_seconds <= 0:
+        parser.error("--lease-seconds must be positive")
+    if args.instance_id is not None and not args.instance_id.strip():
+        parser.error("--instance-id must not be empty")
     return args
 
 
@@ -525,6 +543,8 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         retry_tiers=args.retry_tiers,
         partitions=args.partitions,
         ensure_topics=not args.no_ensure_topics,
+        lease_seconds=args.lease_seconds,
+        consumer_extra={"group.instance.id": args.instance_id} if args.instance_id else None,
     )
 
 

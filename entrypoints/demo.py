@@ -45,6 +45,7 @@ from entrypoints.demo_support import (
     demo_order,
     dropzone_config,
     ensure_master_key,
+    follow_push_results,
     percentile,
     state_dir,
 )
@@ -113,26 +114,9 @@ class _Thread(threading.Thread):
 def _read_results(
     bootstrap_servers: str, topic: str, results: _Results, stop: threading.Event
 ) -> None:
-    from adapters.avro.codec import decode_push_result
-    from adapters.kafka.config import consumer_config
-    from adapters.kafka.consumer import EventConsumer
-
-    config = consumer_config(
-        bootstrap_servers,
-        group_id=f"{topic}-demo-reader-{uuid.uuid4().hex[:8]}",
-        client_id="orderflow-pipeline-demo-reader",
-        logger=_log,
+    follow_push_results(
+        bootstrap_servers, topic, results.add, stop, reader="demo-reader", logger=_log
     )
-    with EventConsumer(config) as consumer:
-        consumer.subscribe([topic])
-        while not stop.is_set():
-            messages = consumer.poll_batch(500, 0.05)
-            now = time.time()
-            for message in messages:
-                try:
-                    results.add(decode_push_result(message.value), now)
-                except Exception:
-                    _log.warning("Undecodable record on %s@%d", topic, message.offset)
 
 
 def _count_records(bootstrap_servers: str, topic: str) -> int:

@@ -88,6 +88,19 @@ class ChildProcess:
                 return None
         return process.returncode
 
+    def kill(self, timeout_s: float = 30.0) -> int | None:
+        """SIGKILL the child (no graceful stop) and reap it; return its exit status.
+
+        Returns ``None`` if it was not reaped within ``timeout_s``.
+        """
+        process = self._require()
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        try:
+            return process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
     def tail(self, lines: int = TAIL_LINES) -> str:
         """The last ``lines`` lines of the child's log, indented."""
         try:

@@ -73,3 +73,11 @@ def test_a_child_ignoring_sigterm_is_killed(modules: Path) -> None:
 def test_using_a_child_before_start_is_an_error(modules: Path) -> None:
     with pytest.raises(ServiceProcessError, match="was not started"):
         child(modules, "never", "").running()
+
+
+def test_kill_sends_sigkill_without_a_graceful_stop(modules: Path) -> None:
+    process = child(modules, "graceful_kill", GRACEFUL).start()
+    process.wait_for_log("ready with", 10)
+    assert process.kill(10) == -9  # SIGKILL: the SIGTERM handler never ran
+    assert "stopped cleanly" not in process.log_path.read_text()
+    assert not process.running()

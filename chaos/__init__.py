@@ -1,0 +1,1 @@
+"""Chaos harness: the real pipeline under process kills and service outages (``make chaos``)."""
