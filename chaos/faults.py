@@ -142,6 +142,26 @@ class Fleet:
         return exits
 
 
+def ensure_up_patiently(
+    services: Sequence[str] | None,
+    state_dir: Path,
+    progress: Callable[[str], None] | None = None,
+) -> local.Endpoints:
+    """``infra.local.ensure_up``, waiting longer: on 2 busy cores a JVM can need minutes."""
+    deadline = time.monotonic() + SERVICE_START_TIMEOUT_S
+    while True:
+        try:
+            if progress is None:
+                return local.ensure_up(services, state_dir=state_dir)
+            return local.ensure_up(services, state_dir=state_dir, progress=progress)
+        except local.InfraError:
+            # A start that outlived ensure_up's own wait keeps running: the next call
+            # finds the process and waits for it to answer.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def descendants(pid: int) -> list[int]:
     """Every descendant process of ``pid`` (read from /proc)."""
     children: dict[int, list[int]] = {}
@@ -218,17 +238,7 @@ class Faults:
         )
 
     def _ensure_up(self, service: str) -> local.Endpoints:
-        """Start ``service`` again; on a loaded machine a JVM may need more than one wait."""
-        deadline = time.monotonic() + SERVICE_START_TIMEOUT_S
-        while True:
-            try:
-                return local.ensure_up([service], state_dir=self.state_dir)
-            except local.InfraError:
-                # A start that outlived ensure_up's own wait keeps running: the next call
-                # finds the process and waits for it to answer.
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1.0)
+        return ensure_up_patiently([service], self.state_dir)
 
     # --- the faults -----------------------------------------------------------------------
     def _unpublished(self) -> str:

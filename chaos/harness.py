@@ -42,14 +42,17 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from chaos.checker import DLQ, REQUESTS, RESULTS, RETRY, Observations, Verdict, check
-from chaos.faults import FAULT_KINDS, Faults, Fleet
+from chaos.faults import FAULT_KINDS, Faults, Fleet, ensure_up_patiently
 from chaos.observe import (
+    TOPIC_PREFIX,
     DropzoneWatcher,
     ResultsProgress,
+    delete_topics,
     follow_results,
     list_dropzone,
     read_push_log,
     read_wire,
+    stale_topics,
 )
 from domain.model import DraftOrder, DraftOrderStatus
 from domain.repositories import UnitOfWork
@@ -61,6 +64,7 @@ from entrypoints.demo_support import (
     dropzone_config,
     ensure_master_key,
 )
+from infra.local import InfraError
 
 _log = logging.getLogger("orderflow.chaos")
 
@@ -227,7 +231,21 @@ def _table(rows: Sequence[tuple[str, str]]) -> None:
 
 
 def run(mode: Mode, seed: int, state_dir: Path, topic_prefix: str) -> int:
-    """Run one chaos run; return the exit status."""
+    """Run one chaos run; return the exit status. The private infrastructure stops at the end."""
+    from infra import local
+
+    _emit(f"chaos: seed={seed} (replay with --seed {seed}); {mode.orders} orders")
+    _emit(f"chaos: private infrastructure in {state_dir}")
+    try:
+        return _run(mode, seed, state_dir, topic_prefix)
+    finally:
+        try:
+            local.down(state_dir=state_dir)
+        except Exception as exc:  # reported, not fatal: the verdict stands
+            print(f"chaos: stopping the private infrastructure failed: {exc}", file=sys.stderr)
+
+
+def _run(mode: Mode, seed: int, state_dir: Path, topic_prefix: str) -> int:
     from adapters.connectors.registry import ConnectorRegistry
     from adapters.crypto.encryption import ConfigCipher
     from adapters.kafka.topics import TopicNames, ensure_topics
@@ -235,13 +253,10 @@ def run(mode: Mode, seed: int, state_dir: Path, topic_prefix: str) -> int:
     from adapters.postgres.engine import make_engine
     from domain.records import ConnectionRecord
     from entrypoints import bootstrap
-    from infra import local
 
     started = time.monotonic()
-    _emit(f"chaos: seed={seed} (replay with --seed {seed}); {mode.orders} orders")
-    _emit(f"chaos: private infrastructure in {state_dir}")
-    endpoints = local.ensure_up(
-        state_dir=state_dir, progress=lambda message: _emit(f"chaos: infra {message}")
+    endpoints = ensure_up_patiently(
+        None, state_dir, progress=lambda message: _emit(f"chaos: infra {message}")
     )
     os.environ.update(endpoints.as_env())
     ensure_master_key(state_dir)
@@ -269,6 +284,7 @@ def run(mode: Mode, seed: int, state_dir: Path, topic_prefix: str) -> int:
             _emit(f"chaos: connection test FAILED at {test.stage}: {test.error_message}")
             return 1
         topics = TopicNames(topic_prefix, retry_tiers=RETRY_TIERS)
+        delete_topics(bootstrap_servers, stale_topics(bootstrap_servers))  # of red runs
         ensure_topics(bootstrap_servers, topics, partitions=PARTITIONS)
         common = [
             "--database-url", database_url,
@@ -392,6 +408,8 @@ def run(mode: Mode, seed: int, state_dir: Path, topic_prefix: str) -> int:
             and not unclean
             and over_sftp == verdict.files
         )
+        if ok:
+            delete_topics(bootstrap_servers, topics.all())  # a red run keeps them to look at
         _emit(verdict.line(fault_log.done))
         return 0 if ok else 1
     finally:
@@ -400,10 +418,6 @@ def run(mode: Mode, seed: int, state_dir: Path, topic_prefix: str) -> int:
         if fleet is not None and not fleet_stopped:
             fleet.stop(STOP_TIMEOUT_S)
         engine.dispose()
-        try:
-            local.down(state_dir=state_dir)
-        except Exception as exc:  # reported, not fatal: the verdict stands
-            print(f"chaos: stopping the private infrastructure failed: {exc}", file=sys.stderr)
 
 
 def _report(
@@ -495,10 +509,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Broker restarts are part of the run: librdkafka's connection errors are expected noise.
     logging.getLogger("adapters.kafka.librdkafka").setLevel(logging.CRITICAL)
-    prefix = f"chaos{uuid.uuid4().hex[:10]}"
+    prefix = f"{TOPIC_PREFIX}{uuid.uuid4().hex[:10]}"
     try:
         return run(mode, seed, args.state_dir.resolve(), prefix)
-    except ServiceProcessError as exc:
+    except (ServiceProcessError, InfraError) as exc:
         _emit(f"chaos: aborted: {exc}")
         return 1
 

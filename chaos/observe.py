@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,6 +83,33 @@ def read_topic(
         return messages
     finally:
         consumer.close()
+
+
+#: Every run's topics are named ``chaos<random>.push.*``.
+TOPIC_PREFIX = "chaos"
+
+
+def stale_topics(bootstrap_servers: str) -> list[str]:
+    """Topics of earlier runs on the private broker (a red run keeps its topics)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 3})
+    names = admin.list_topics(timeout=30).topics
+    return sorted(n for n in names if n.startswith(TOPIC_PREFIX) and ".push." in n)
+
+
+def delete_topics(bootstrap_servers: str, names: Sequence[str]) -> None:
+    """Delete a passed run's topics, so runs do not pile up partitions in the private broker."""
+    from confluent_kafka.admin import AdminClient
+
+    if not names:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 3})
+    for name, future in admin.delete_topics(list(names), operation_timeout=30).items():
+        try:
+            future.result(timeout=60)
+        except Exception as exc:  # cleanup only: a left-over topic harms nothing
+            _log.warning("Could not delete topic %s: %s", name, exc)
 
 
 def _header(message: ConsumedMessage, name: str) -> str | None:
