@@ -34,8 +34,9 @@ from sqlalchemy import Engine, text
 from adapters.avro.codec import decode_push_requested
 from adapters.kafka.config import admin_config
 from adapters.kafka.topics import TopicNames
-from adapters.postgres.engine import make_engine
+from adapters.postgres.engine import make_engine, make_session_factory
 from adapters.postgres.outbox_relay import PgOutboxRelayStore
+from adapters.postgres.unit_of_work import SqlAlchemyUnitOfWork
 from domain.model import DraftOrder, OrderLine
 from domain.records import EVENT_HEADER_NAMES, OutboxEvent
 from entrypoints.bootstrap import sql_unit_of_work
@@ -99,9 +100,10 @@ def _received(msg: Message) -> Received:
 
 
 def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[Received]:
-    """Read ``topic`` from the beginning until ``expected`` messages (or the deadline).
+    """Read ``topic`` from the beginning up to its end, expecting at least ``expected`` messages.
 
-    Then reads on briefly, so duplicates beyond ``expected`` show up too.
+    "The end" is each partition's high watermark once ``expected`` messages are in
+    the topic, so duplicates beyond ``expected`` show up too, however slow the read.
     """
     consumer = Consumer(
         {
@@ -111,14 +113,26 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0)
         }
     )
     try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        deadline = time.monotonic() + timeout
+
+        def high_watermarks() -> dict[int, int]:
+            return {
+                tp.partition: consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in partitions
+            }
+
+        ends = high_watermarks()
+        while sum(ends.values()) < expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+            ends = high_watermarks()
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
         received: list[Received] = []
-        deadline = time.monotonic() + timeout
-        while len(received) < expected and time.monotonic() < deadline:
-            received.extend(
-                _received(m) for m in consumer.consume(1000, timeout=0.5) if not m.error()
-            )
-        received.extend(_received(m) for m in consumer.consume(1000, timeout=0.5) if not m.error())
+        next_offsets = dict.fromkeys(ends, 0)
+        while time.monotonic() < deadline and any(next_offsets[p] < ends[p] for p in ends):
+            for message in consumer.consume(1000, timeout=0.5):
+                if not message.error():
+                    received.append(_received(message))
+                    next_offsets[message.partition()] = message.offset() + 1
         return received
     finally:
         consumer.close()
@@ -314,6 +328,26 @@ def test_drain_publishes_every_approved_order(relay_config: RelayConfig, engine:
         assert str(record["draft_order_id"]) == str(event.aggregate_id)
         assert str(record["event_id"]) == str(event.event_id)
         assert record["order"]["order_number"] == event.payload["order_number"]
+
+
+def test_relay_publishes_the_value_stored_with_the_event_byte_for_byte(
+    relay_config: RelayConfig, engine: Engine
+) -> None:
+    # Writers encode the value in their transaction; the relay must send exactly
+    # those bytes (and not re-encode the payload).
+    def prebaked(event: OutboxEvent) -> bytes:
+        return b"prebaked:" + str(event.event_id).encode()
+
+    uow = SqlAlchemyUnitOfWork(make_session_factory(engine), outbox_encoder=prebaked)
+    org = uuid.uuid4()
+    events = [approve_draft_order(uow, org, make_order(org, f"PB-{i}")) for i in range(5)]
+
+    outcome = run_relay(relay_config, RelaySettings(drain=True), install_signal_handlers=False)
+
+    assert outcome is RelayExit.DRAINED
+    topic = TopicNames(relay_config.topic_prefix).requests
+    received = read_topic(relay_config.bootstrap_servers, topic, 5)
+    assert sorted(m.value for m in received) == sorted(prebaked(e) for e in events)
 
 
 def test_two_relay_processes_keep_per_key_order(
