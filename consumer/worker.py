@@ -98,7 +98,9 @@ class WorkerSettings:
     """Tuning of the push worker."""
 
     topic_prefix: str = "orderflow"
-    concurrency: int = 8
+    #: Parallel ERP calls. They wait on the network (tens of ms each), so 32 keep a
+    #: process busy on its CPU rather than on ERP latency (8 capped it at ~160/s at 50 ms).
+    concurrency: int = 32
     #: Most records dispatched but not finished before fetching pauses.
     max_pending: int = 256
     poll_timeout_s: float = 0.2
@@ -383,7 +385,7 @@ class WorkerConfig:
     topic_prefix: str = "orderflow"
     group_id: str = "orderflow-push"
     client_id: str = "orderflow-push-worker"
-    concurrency: int = 8
+    concurrency: int = 32
     max_retries: int = 3
     retry_delay_base: float = 1.0
     retry_tiers: int = 3
@@ -494,7 +496,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add_service_arguments(parser)
     parser.add_argument("--group", default="orderflow-push", help="consumer group id")
-    parser.add_argument("--concurrency", type=int, default=8, help="parallel ERP calls (8)")
+    parser.add_argument("--concurrency", type=int, default=32, help="parallel ERP calls (32)")
     parser.add_argument(
         "--max-retries", type=int, default=3, help="retries after a transient error"
     )
