@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
 from adapters.kafka.config import admin_config
+from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_engine
 from domain.model import DraftOrder, OrderLine
 from domain.records import OutboxEvent
@@ -229,4 +231,184 @@ class RelayProcess:
             self.proc.kill()
             self.proc.wait(10)
         self._file.close()
+
+
+# --- push worker processes -----------------------------------------------------------------
+
+#: Environment variables read by ``tests.integration._worker_main``.
+JOURNAL_ENV = "ORDERFLOW_TEST_EXPORT_JOURNAL"
+KILL_ENV = "ORDERFLOW_TEST_KILL_AFTER_SUCCESSES"
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What every worker process of one test shares: services, topics, group, key, journal."""
+
+    database_url: str
+    bootstrap: str
+    topics: TopicNames
+    group: str
+    master_key: str
+    journal: Path
+    concurrency: int = 4
+    max_retries: int = 3
+    retry_delay_base: float = 1.0
+
+    def argv(self) -> list[str]:
+        return [
+            "--database-url",
+            self.database_url,
+            "--bootstrap-servers",
+            self.bootstrap,
+            "--topic-prefix",
+            self.topics.prefix,
+            "--partitions",
+            str(PARTITIONS),
+            "--group",
+            self.group,
+            "--concurrency",
+            str(self.concurrency),
+            "--max-retries",
+            str(self.max_retries),
+            "--retry-delay-base",
+            str(self.retry_delay_base),
+            "--retry-tiers",
+            str(self.topics.retry_tiers),
+            "--log-level",
+            "INFO",
+        ]
+
+
+class WorkerProcess:
+    """One push worker process (``consumer.worker.main`` behind the test hooks)."""
+
+    def __init__(self, setup: WorkerSetup, log: Path, *, kill_after: int = 0) -> None:
+        self.log = log
+        self._file = log.open("wb")
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "ENCRYPTION_MASTER_KEY": setup.master_key,
+            JOURNAL_ENV: str(setup.journal),
+        }
+        if kill_after:
+            env[KILL_ENV] = str(kill_after)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.integration._worker_main", *setup.argv()],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def has_partitions(self) -> bool:
+        """True once a rebalance gave this member at least one partition."""
+        return "Assigned [(" in self.output()
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM, then wait for the exit status."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._file.close()
+
+
+@dataclass(frozen=True)
+class Call:
+    """One line of the export journal."""
+
+    what: str  # start | end | killed
+    order: str
+    attempt: int
+    pid: int
+    status: str = ""
+
+
+class Journal:
+    """Reads the export journal the worker processes append to."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def calls(self) -> list[Call]:
+        if not self.path.exists():
+            return []
+        calls = []
+        for line in self.path.read_text().splitlines():
+            parts = line.split()
+            if parts[0] == "end":
+                calls.append(Call("end", parts[1], int(parts[2]), int(parts[4]), parts[3]))
+            else:
+                calls.append(Call(parts[0], parts[1], int(parts[2]), int(parts[3])))
+        return calls
+
+    def exports(self) -> Counter[str]:
+        """Successful ERP exports per draft order id."""
+        return Counter(c.order for c in self.calls() if c.what == "end" and c.status == "SUCCESS")
+
+    def running(self) -> set[tuple[str, int]]:
+        """(order, attempt) of calls started and not ended."""
+        started = {(c.order, c.attempt) for c in self.calls() if c.what == "start"}
+        return started - {(c.order, c.attempt) for c in self.calls() if c.what == "end"}
+
+    def assert_calls_in_sequence(self) -> None:
+        """Per order: attempts 0, 1, 2 ... each called once, never overlapping, never repeated."""
+        per_order: dict[str, list[Call]] = defaultdict(list)
+        for call in self.calls():
+            if call.what in ("start", "end"):
+                per_order[call.order].append(call)
+        for order, calls in per_order.items():
+            expected: list[tuple[str, int]] = []
+            for attempt in range(len(calls) // 2):
+                expected += [("start", attempt), ("end", attempt)]
+            assert [(c.what, c.attempt) for c in calls] == expected, (order, calls)
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of ``topic`` (0 where none)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        committed = consumer.committed(
+            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=20
+        )
+    finally:
+        consumer.close()
+    return {tp.partition: max(tp.offset, 0) for tp in committed}
+
+
+def push_log_rows(engine: Engine) -> list[Any]:
+    """Every push log row: draft order, attempt, status, claim and outcome times."""
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT draft_order_id, attempt, status, created_at, updated_at"
+                    " FROM erp_push_log ORDER BY draft_order_id, attempt"
+                )
+            )
+        )
+
+
+def statuses(engine: Engine) -> Counter[str]:
+    """How many push log rows have each status."""
+    return Counter(row.status for row in push_log_rows(engine))
+
+
+def final_statuses(engine: Engine) -> dict[str, str]:
+    """Latest attempt's status per draft order id."""
+    latest: dict[str, str] = {}
+    for row in push_log_rows(engine):  # ordered by attempt within an order
+        latest[str(row.draft_order_id)] = row.status
+    return latest
 
