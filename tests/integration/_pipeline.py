@@ -253,6 +253,7 @@ class WorkerSetup:
     concurrency: int = 4
     max_retries: int = 3
     retry_delay_base: float = 1.0
+    log_level: str = "INFO"
 
     def argv(self) -> list[str]:
         return [
@@ -275,7 +276,7 @@ class WorkerSetup:
             "--retry-tiers",
             str(self.topics.retry_tiers),
             "--log-level",
-            "INFO",
+            self.log_level,
         ]
 
 

@@ -11,6 +11,7 @@ has its own topic prefix and consumer group. Every wait is a bounded deadline lo
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -18,11 +19,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,8 +79,9 @@ class Pipeline:
         for order in orders:
             approve_draft_order(uow, order.org_id, order)
 
-    def worker(self, *, kill_after: int = 0, concurrency: int | None = None) -> WorkerProcess:
-        setup = self.setup if concurrency is None else replace(self.setup, concurrency=concurrency)
+    def worker(self, *, kill_after: int = 0, **overrides: Any) -> WorkerProcess:
+        """Start a worker process; ``overrides`` replace fields of the shared setup."""
+        setup = replace(self.setup, **overrides)
         log = self.tmp / f"worker-{len(self.started)}.log"
         process = WorkerProcess(setup, log, kill_after=kill_after)
         self.started.append(process)
@@ -330,3 +333,52 @@ def test_rebalance_between_two_live_workers_exports_each_order_once_in_order(
         due_at = due[(str(row.draft_order_id), row.attempt)]
         assert row.created_at >= due_at, (row, due_at)
         assert row.created_at - due_at < timedelta(seconds=30), (row, due_at)
+
+
+def test_a_retry_held_on_a_paused_partition_is_handled_after_the_partition_moves_and_returns(
+    pipeline: Pipeline, engine: Engine
+) -> None:
+    org = uuid.uuid4()
+    pipeline.add_connection(org, {"mode": "transient", "fail_times": 1})
+    order = make_order(org)
+    # A long first delay: the partition stays paused while it moves away and back.
+    worker = pipeline.worker(retry_delay_base=8.0, log_level="DEBUG")
+    wait_until(worker.has_partitions, 60, "the worker to get partitions")
+    pipeline.approve(order)
+    holding = re.compile(r"Holding (\S+)\[(\d+)\]@\d+ until (\S+ \S+)")
+    wait_until(lambda: holding.search(worker.output()) is not None, 60, "the retry to be held")
+    match = holding.search(worker.output())
+    assert match is not None
+    topic, partition = match.group(1), int(match.group(2))
+    due = datetime.fromisoformat(match.group(3))
+
+    # A member that can only take the retry tier: the paused partition moves to it ...
+    assigned: list[TopicPartition] = []
+    other = Consumer(
+        {
+            "bootstrap.servers": pipeline.setup.bootstrap,
+            "group.id": pipeline.setup.group,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    try:
+        other.subscribe([topic], on_assign=lambda _c, parts: assigned.extend(parts))
+
+        def took_it() -> bool:
+            other.poll(0.1)  # rebalance callbacks run in poll; records are not committed
+            return any(tp.partition == partition for tp in assigned)
+
+        wait_until(took_it, 60, "the held partition to move to the other member")
+        assert datetime.now(UTC) < due, "the partition moved only after the retry was due"
+    finally:
+        other.close()  # ... and back to the worker, where the retry must still run
+    wait_until(all_succeeded(engine, [order]), 60, "the retry to run after the partition returned")
+    assert worker.terminate(60) == 0, worker.output()
+
+    assert pipeline.journal.exports() == once_each([order])
+    pipeline.journal.assert_calls_in_sequence()
+    retry = next(row for row in push_log_rows(engine) if row.attempt == 1)
+    assert retry.created_at >= due  # never early
+    assert retry.created_at - due < timedelta(seconds=30)
