@@ -23,6 +23,7 @@ from sqlalchemy import Engine, text
 from adapters.kafka.topics import TopicNames
 from adapters.postgres import migrate
 from adapters.postgres.engine import make_engine
+from domain.model import DraftOrder
 from domain.records import OutboxEvent
 from entrypoints.bootstrap import sql_unit_of_work
 from infra._proc import service_user
@@ -98,6 +99,14 @@ def outage_config(private_infra: PrivateInfra) -> Iterator[RelayConfig]:
     yield config  # the whole Kafka goes away with the module: no topic cleanup
 
 
+@pytest.fixture
+def relay(outage_config: RelayConfig, spawn: Callable[..., RelayProcess]) -> RelayProcess:
+    """A ``python -m producer.relay`` process leading on the private services."""
+    process = spawn(outage_config, "--idle-poll-s", "0.2")
+    wait_until(process.is_leader, 30, "the relay to lead")
+    return process
+
+
 def insert_all(database_url: str, events: list[OutboxEvent]) -> None:
     writer = SqlEventWriter(database_url)
     try:
@@ -120,19 +129,19 @@ def counts(database_url: str) -> Callable[[], tuple[int, int]]:
     return read
 
 
+def six_orders_in_sequence(per_order: int) -> tuple[list[DraftOrder], list[OutboxEvent]]:
+    """Six draft orders and ``per_order`` numbered events of each, interleaved."""
+    org = uuid.uuid4()
+    orders = [make_order(org, f"SO-{i}") for i in range(6)]
+    return orders, sequenced_events(orders, per_order)
+
+
 def test_relay_survives_a_broker_outage_without_loss_or_reordering(
-    private_infra: PrivateInfra,
-    outage_config: RelayConfig,
-    spawn: Callable[..., RelayProcess],
+    private_infra: PrivateInfra, outage_config: RelayConfig, relay: RelayProcess
 ) -> None:
     url = outage_config.database_url
     outbox = counts(url)
-    relay = spawn(outage_config, "--idle-poll-s", "0.2")
-    wait_until(relay.is_leader, 30, "the relay to lead")
-
-    org = uuid.uuid4()
-    orders = [make_order(org, f"SO-{i}") for i in range(6)]
-    events = sequenced_events(orders, per_order=30)
+    orders, events = six_orders_in_sequence(per_order=30)
     before, during, after = events[:60], events[60:120], events[120:]
     insert_all(url, before)
     wait_until(lambda: outbox() == (60, 60), 30, "the first events to be published")
@@ -162,18 +171,11 @@ def test_relay_survives_a_broker_outage_without_loss_or_reordering(
 
 
 def test_relay_survives_a_postgres_restart_without_losing_events(
-    private_infra: PrivateInfra,
-    outage_config: RelayConfig,
-    spawn: Callable[..., RelayProcess],
+    private_infra: PrivateInfra, outage_config: RelayConfig, relay: RelayProcess
 ) -> None:
     url = outage_config.database_url
     outbox = counts(url)
-    relay = spawn(outage_config, "--idle-poll-s", "0.2")
-    wait_until(relay.is_leader, 30, "the relay to lead")
-
-    org = uuid.uuid4()
-    orders = [make_order(org, f"SO-{i}") for i in range(6)]
-    events = sequenced_events(orders, per_order=40)
+    orders, events = six_orders_in_sequence(per_order=40)
     insert_all(url, events[:120])
     wait_until(lambda: outbox()[1] >= 30, 30, "the relay to publish some")
 
