@@ -17,7 +17,8 @@ Poll loop (one thread) and ERP calls (a pool) are separate:
   commits stored offsets only);
 * revocation waits (bounded) for in-flight records of the revoked partitions,
   stores and commits, then forgets them and their held records; a lost
-  partition is forgotten at once;
+  partition is forgotten at once; an assigned partition is resumed (librdkafka
+  would keep it paused from a hold or back-pressure before it was revoked);
 * :meth:`PushWorker.stop` (SIGTERM/SIGINT in :func:`run_worker`) stops
   fetching, drains in-flight work, stores and commits offsets, and closes.
 
@@ -311,8 +312,16 @@ class PushWorker:
     # --- rebalances -----------------------------------------------------------------------
     def _on_assign(self, partitions: list[Any]) -> None:
         _log.info("Assigned %s", [(p.topic, p.partition) for p in partitions])
-        if self._backpressure and partitions:
+        if not partitions:
+            return
+        if self._backpressure:
             self._consumer.pause(partitions)
+        else:
+            # librdkafka keeps a partition's pause flag across revocation and
+            # re-assignment: one paused here for a held retry (or back-pressure),
+            # revoked, and assigned back would never be fetched again. None of the
+            # newly assigned partitions is held (revocation forgot them), so resume all.
+            self._consumer.resume(partitions)
 
     def _on_revoke(self, partitions: list[Any]) -> None:
         keys = [(p.topic, p.partition) for p in partitions]
