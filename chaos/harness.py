@@ -60,6 +60,7 @@ from entrypoints.demo_processes import ServiceProcessError
 from entrypoints.demo_support import (
     CONNECTOR_TYPE,
     count_dropzone_files,
+    create_demo_organisation,
     demo_order,
     dropzone_config,
     ensure_master_key,
@@ -246,12 +247,9 @@ def run(mode: Mode, seed: int, state_dir: Path, topic_prefix: str) -> int:
 
 
 def _run(mode: Mode, seed: int, state_dir: Path, topic_prefix: str) -> int:
-    from adapters.connectors.registry import ConnectorRegistry
-    from adapters.crypto.encryption import ConfigCipher
     from adapters.kafka.topics import TopicNames, ensure_topics
     from adapters.postgres import migrate
     from adapters.postgres.engine import make_engine
-    from domain.records import ConnectionRecord
     from entrypoints import bootstrap
 
     started = time.monotonic()
@@ -270,19 +268,13 @@ def _run(mode: Mode, seed: int, state_dir: Path, topic_prefix: str) -> int:
     follower_stop = threading.Event()
     fault_stop = threading.Event()
     try:
-        org_id = uuid.uuid4()
         config = dropzone_config()
-        blob = ConfigCipher.from_env().encrypt_config(
-            config, org_id=org_id, connector_type=CONNECTOR_TYPE
-        )
         uow = bootstrap.sql_unit_of_work(session_factory=bootstrap.session_factory(engine=engine))
-        with uow:
-            uow.connections.add(ConnectionRecord.new(org_id, CONNECTOR_TYPE, blob))
-            uow.commit()
-        test = ConnectorRegistry.get(CONNECTOR_TYPE).test_connection(config)
-        if not test.success:
-            _emit(f"chaos: connection test FAILED at {test.stage}: {test.error_message}")
+        created = create_demo_organisation(uow, CONNECTOR_TYPE, config)
+        if created is None:
+            _emit("chaos: aborted: the dropzone connection test failed")
             return 1
+        org_id = created
         topics = TopicNames(topic_prefix, retry_tiers=RETRY_TIERS)
         delete_topics(bootstrap_servers, stale_topics(bootstrap_servers))  # of red runs
         ensure_topics(bootstrap_servers, topics, partitions=PARTITIONS)

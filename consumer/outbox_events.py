@@ -61,6 +61,15 @@ def encode_retry(event: OutboxEvent) -> bytes:
     return encode(PUSH_REQUESTED, event.payload)
 
 
+def outcome_encoder(event_type: str) -> Encoder | None:
+    """The encoder of a retry-tier or DLQ outbox event type (``None`` for any other)."""
+    if event_type == EVENT_PUSH_DEAD_LETTERED:
+        return encode_dead_letter
+    if event_type.startswith(EVENT_PUSH_RETRY_PREFIX):
+        return encode_retry
+    return None
+
+
 def outcome_routes(topics: TopicNames) -> dict[str, tuple[str, Encoder]]:
     """``event_type -> (topic, encoder)`` for the retry tiers and the DLQ (for the relay).
 

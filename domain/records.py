@@ -172,7 +172,9 @@ class OutboxEvent:
 
     ``id`` is the publish-order sequence number the store assigns (``None``
     until stored); ``published_at`` is set by the relay once Kafka has it.
-    ``headers`` are strings (they become Kafka headers).
+    ``headers`` are strings (they become Kafka headers). ``value`` is the
+    Kafka value when it was encoded as the event was written (``None``: the
+    relay encodes ``payload``).
     """
 
     event_id: uuid.UUID
@@ -185,10 +187,11 @@ class OutboxEvent:
     created_at: datetime
     id: int | None = None
     published_at: datetime | None = None
+    value: bytes | None = field(default=None, repr=False)
 
-    def stored_as(self, sequence_id: int) -> OutboxEvent:
-        """Return a copy carrying the sequence id the store assigned."""
-        return replace(self, id=sequence_id)
+    def stored_as(self, sequence_id: int, value: bytes | None = None) -> OutboxEvent:
+        """Return a copy carrying the sequence id (and encoded value) the store assigned."""
+        return replace(self, id=sequence_id, value=value if value is not None else self.value)
 
 
 # -- DraftOrder <-> JSON ------------------------------------------------------

@@ -19,6 +19,7 @@ from adapters.connectors.registry import ConnectorRegistry
 from adapters.crypto.encryption import ConfigCipher
 from adapters.postgres.engine import make_engine as _make_engine
 from adapters.postgres.engine import make_session_factory
+from adapters.postgres.repositories import OutboxValueEncoder
 from adapters.postgres.unit_of_work import SessionUnitOfWork, SqlAlchemyUnitOfWork
 from consumer.push_service import ConfigDecryptor, ConnectorLookup, PushOrchestrator
 from domain.repositories import UnitOfWork
@@ -57,11 +58,12 @@ def sql_unit_of_work(
     Over ``session`` if given (the caller owns it), else a new session per
     ``with`` block from ``session_factory`` (default: one for ``database_url``).
     """
+    encoder = outbox_value_encoder()
     if session is not None:
-        return SessionUnitOfWork(session)
+        return SessionUnitOfWork(session, outbox_encoder=encoder)
     if session_factory is None:
         session_factory = make_session_factory(make_engine(database_url))
-    return SqlAlchemyUnitOfWork(session_factory)
+    return SqlAlchemyUnitOfWork(session_factory, outbox_encoder=encoder)
 
 
 def unit_of_work_for_session(session: object) -> UnitOfWork:
@@ -74,7 +76,14 @@ def unit_of_work_for_session(session: object) -> UnitOfWork:
         raise TypeError(
             f"db_session must be a sqlalchemy.orm.Session, got {type(session).__name__}"
         )
-    return SessionUnitOfWork(session)
+    return SessionUnitOfWork(session, outbox_encoder=outbox_value_encoder())
+
+
+def outbox_value_encoder() -> OutboxValueEncoder:
+    """Encodes each outbox event's Kafka value as it is written (the relay moves bytes)."""
+    from producer.relay_kafka import outbox_value_encoder as encoder
+
+    return encoder()
 
 
 def default_registry() -> ConnectorLookup:

@@ -12,6 +12,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from decimal import InvalidOperation
 from pathlib import Path
 from typing import Any, TextIO
@@ -307,6 +308,53 @@ def _push_log(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _duration(text: str) -> timedelta:
+    """``7d``, ``12h``, ``30m`` or ``90s`` as a duration (argparse type)."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use a whole number with d, h, m or s (e.g. 7d)"
+        )
+    return timedelta(**{units[unit]: int(number)})
+
+
+def _outbox_status(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    from adapters.postgres.engine import make_engine
+    from adapters.postgres.outbox_maintenance import outbox_status
+
+    engine = make_engine(settings.require_database_url())
+    try:
+        status = outbox_status(engine)
+    finally:
+        engine.dispose()
+    oldest = status.oldest_unpublished_at
+    _print_json(
+        out,
+        {
+            "unpublished": status.unpublished,
+            "published_kept": status.published,
+            "oldest_unpublished_at": oldest.isoformat() if oldest else None,
+        },
+    )
+    return EXIT_OK
+
+
+def _outbox_prune(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    from adapters.postgres.engine import make_engine
+    from adapters.postgres.outbox_maintenance import count_prunable, prune_published
+
+    engine = make_engine(settings.require_database_url())
+    try:
+        if args.dry_run:
+            _print_json(out, {"would_delete": count_prunable(engine, args.older_than)})
+        else:
+            _print_json(out, {"deleted": prune_published(engine, args.older_than)})
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
 # -- parser -------------------------------------------------------------------------------
 
 
@@ -413,6 +461,21 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in _PROCESSES.items():
         process = groups.add_parser(name, help=help_text, add_help=False)
         process.add_argument("args", nargs=argparse.REMAINDER)
+
+    outbox = groups.add_parser("outbox", help="the transactional outbox").add_subparsers(
+        dest="cmd", required=True
+    )
+    outbox.add_parser(
+        "status", help="backlog waiting for the relay and published rows kept"
+    ).set_defaults(handler=_outbox_status)
+    prune = outbox.add_parser(
+        "prune", help="delete rows published longer ago than --older-than (never unpublished)"
+    )
+    prune.add_argument(
+        "--older-than", type=_duration, required=True, help="retention, e.g. 7d, 12h, 30m"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only count what would go")
+    prune.set_defaults(handler=_outbox_prune)
 
     log = groups.add_parser("push-log", help="push attempts of one draft order")
     log.add_argument("--org", type=_uuid, required=True)

@@ -31,17 +31,15 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from adapters.connectors.registry import ConnectorRegistry
-from adapters.crypto.encryption import ConfigCipher
 from adapters.postgres import migrate
 from adapters.postgres.engine import make_engine
-from domain.records import ConnectionRecord
 from domain.repositories import UnitOfWork
 from entrypoints import bootstrap
 from entrypoints.demo_processes import ChildProcess, ServiceProcessError
 from entrypoints.demo_support import (
     CONNECTOR_TYPE,
     count_dropzone_files,
+    create_demo_organisation,
     demo_order,
     dropzone_config,
     ensure_master_key,
@@ -288,20 +286,11 @@ def _run(engine: Engine, database_url: str, options: DemoOptions) -> int:
 
     bootstrap_servers = _kafka()
     topics = TopicNames(options.topic_prefix, retry_tiers=RETRY_TIERS)
-    org_id = uuid.uuid4()
     config = dropzone_config()
-    blob = ConfigCipher.from_env().encrypt_config(
-        config, org_id=org_id, connector_type=CONNECTOR_TYPE
-    )
     factory = bootstrap.session_factory(engine=engine)
     uow = bootstrap.sql_unit_of_work(session_factory=factory)
-    with uow:
-        uow.connections.add(ConnectionRecord.new(org_id, CONNECTOR_TYPE, blob))
-        uow.commit()
-    print(f"organisation {org_id}: encrypted {CONNECTOR_TYPE} connection stored")
-    test = ConnectorRegistry.get(CONNECTOR_TYPE).test_connection(config)
-    if not test.success:
-        print(f"connection test FAILED at {test.stage}: {test.error_message}")
+    org_id = create_demo_organisation(uow, CONNECTOR_TYPE, config)
+    if org_id is None:
         return 1
 
     ensure_topics(bootstrap_servers, topics, partitions=PARTITIONS)

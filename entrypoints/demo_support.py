@@ -19,8 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from adapters.connectors.dropzone_json_v1 import DropzoneJsonV1Connector
+from adapters.connectors.registry import ConnectorRegistry
+from adapters.crypto.encryption import ConfigCipher
 from adapters.crypto.keys import MASTER_KEY_ENV, generate_master_key
 from domain.model import DraftOrder, OrderLine
+from domain.records import ConnectionRecord
+from domain.repositories import UnitOfWork
 
 #: The connector both demos export through.
 CONNECTOR_TYPE = "DROPZONE_JSON_V1"
@@ -68,6 +72,31 @@ def dropzone_config() -> dict[str, object]:
         "remote_dir": require_env("SFTP_DROPZONE_DIR"),
         "timeout_s": 10,
     }
+
+
+def create_demo_organisation(
+    uow: UnitOfWork, connector_type: str, config: dict[str, object]
+) -> uuid.UUID | None:
+    """Store a new organisation's encrypted connection and test it; return the org id.
+
+    Prints what it did (never the config). Returns ``None`` if the connection
+    test failed (after printing the failed stage).
+    """
+    org_id = uuid.uuid4()
+    blob = ConfigCipher.from_env().encrypt_config(
+        config, org_id=org_id, connector_type=connector_type
+    )
+    with uow:
+        uow.connections.add(ConnectionRecord.new(org_id, connector_type, blob))
+        uow.commit()
+    print(
+        f"organisation {org_id}: encrypted {connector_type} connection stored "
+        f"({len(blob)} bytes of AES-256-GCM)"
+    )
+    test = ConnectorRegistry.get(connector_type).test_connection(config)
+    outcome = "ok" if test.success else f"FAILED at {test.stage}: {test.error_message}"
+    print(f"connection test: {outcome} ({test.latency_ms:.0f} ms)")
+    return org_id if test.success else None
 
 
 def demo_order(org_id: uuid.UUID, index: int) -> DraftOrder:

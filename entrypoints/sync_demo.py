@@ -16,14 +16,12 @@ import sys
 import uuid
 from collections.abc import Sequence
 
-from adapters.connectors.registry import ConnectorRegistry
-from adapters.crypto.encryption import ConfigCipher
 from adapters.postgres import migrate
-from domain.records import ConnectionRecord
 from entrypoints import bootstrap
 from entrypoints.demo_support import (
     CONNECTOR_TYPE,
     count_dropzone_files,
+    create_demo_organisation,
     demo_order,
     dropzone_config,
     ensure_master_key,
@@ -43,28 +41,11 @@ def run(orders: int) -> int:
     print(f"database migrated to {migrate.current_revision(database_url)}")
     print(f"master key: {key_source}")
 
-    org_id = uuid.uuid4()
     config = dropzone_config()
-    blob = ConfigCipher.from_env().encrypt_config(
-        config, org_id=org_id, connector_type=CONNECTOR_TYPE
-    )
     factory = bootstrap.session_factory(database_url=database_url)
     uow = bootstrap.sql_unit_of_work(session_factory=factory)
-    with uow:
-        uow.connections.add(ConnectionRecord.new(org_id, CONNECTOR_TYPE, blob))
-        uow.commit()
-    connector = ConnectorRegistry.get(CONNECTOR_TYPE)
-    print(
-        f"organisation {org_id}: encrypted {CONNECTOR_TYPE} connection stored "
-        f"({len(blob)} bytes of AES-256-GCM)"
-    )
-    test = connector.test_connection(config)
-    print(
-        f"connection test: {'ok' if test.success else 'FAILED at ' + str(test.stage)} "
-        f"in {test.latency_ms:.0f} ms"
-    )
-    if not test.success:
-        print(f"  {test.error_message}")
+    org_id = create_demo_organisation(uow, CONNECTOR_TYPE, config)
+    if org_id is None:
         return 1
 
     drafts = [demo_order(org_id, i + 1) for i in range(orders)]

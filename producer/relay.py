@@ -522,7 +522,8 @@ class OutboxRelay:
             self._refuse(event, "no route for this event type")
             return
         try:
-            value = route.encode(event)
+            # Writers normally store the encoded value with the event (bytes only here).
+            value = event.value if event.value is not None else route.encode(event)
         except Exception as exc:  # a bad payload must not stop the other aggregates
             self._refuse(event, f"cannot encode ({type(exc).__name__})")
             return

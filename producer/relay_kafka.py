@@ -113,6 +113,24 @@ class KafkaEventSink:
             _log.warning("Dropping a Kafka producer with %d message(s) outstanding", remaining)
 
 
+def outbox_value_encoder(codec: AvroCodec | None = None) -> Callable[[OutboxEvent], bytes | None]:
+    """Encode an outbox event's Kafka value as :func:`default_routes` would (for writers).
+
+    Writers store the value with the event, so the relay only moves bytes. Returns
+    ``None`` for an event type no route knows (the relay then refuses it, logged).
+    """
+    from adapters.avro.records import encode_outbox_event
+    from consumer.outbox_events import outcome_encoder
+
+    def encode(event: OutboxEvent) -> bytes | None:
+        if event.event_type in EVENT_TOPICS:
+            return encode_outbox_event(event, codec)
+        encoder = outcome_encoder(event.event_type)
+        return None if encoder is None else encoder(event)
+
+    return encode
+
+
 def default_routes(topics: TopicNames, codec: AvroCodec | None = None) -> dict[str, Route]:
     """Routes for :data:`EVENT_TOPICS` (Avro, ``adapters.avro``) and the push worker's records.
 

@@ -65,6 +65,14 @@ class DeliveryReport:
 
 DeliveryCallback = Callable[[DeliveryReport], None]
 
+#: The error of a report librdkafka gave as a success but without the record's offset.
+UNCONFIRMED_DELIVERY = KafkaErrorInfo(
+    KafkaError._FAIL,
+    "UNCONFIRMED_DELIVERY",
+    "acknowledged without an offset: not known to be stored",
+    retriable=True,
+)
+
 
 class EventProducer:
     """Produce pipeline events with typed delivery reports and bounded back-pressure.
@@ -237,11 +245,19 @@ def _report(
     topic = msg.topic() if msg is not None else None
     partition = msg.partition() if msg is not None else None
     offset = msg.offset() if msg is not None else None
+    known = offset is not None and offset >= 0
+    error = KafkaErrorInfo.from_kafka_error(err) if err is not None else None
+    if error is None and not known:
+        # Seen on real brokers right after a topic was created: "delivered", no offset,
+        # and the record is not in the log. Without an offset nothing proves the broker
+        # stored it, so it is not counted as delivered (the caller re-sends: at worst a
+        # duplicate, never a loss).
+        error = UNCONFIRMED_DELIVERY
     return DeliveryReport(
         topic=topic or "",
         partition=partition if partition is not None else -1,
-        offset=offset if offset is not None and offset >= 0 else -1,
-        error=KafkaErrorInfo.from_kafka_error(err) if err is not None else None,
+        offset=offset if known and offset is not None else -1,
+        error=error,
         opaque=opaque,
         key=key,
     )

@@ -206,3 +206,6 @@ class OutboxEventRow(Base):
     headers: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     published_at: Mapped[datetime | None]
+    #: The Kafka value, encoded in the writer's transaction (NULL: the relay encodes
+    #: ``payload``). Keeps JSON parsing and Avro encoding off the relay's hot path.
+    value: Mapped[bytes | None]

@@ -54,9 +54,11 @@ _extras: Any = importlib.import_module("psycopg2.extras")
 #: Every relay process of one database must use the same key.
 RELAY_LOCK_KEY: Final = int.from_bytes(b"OFRELAY1", "big", signed=True)
 
+# A row with its value encoded at write time needs no payload: not fetching it saves
+# the transfer and the JSON parse of ~1 KB per event on the relay's hot path.
 _CLAIM_SQL: Final = (
     "SELECT id, event_id, aggregate_type, aggregate_id, org_id, event_type,"
-    " payload, headers, created_at"
+    " CASE WHEN value IS NULL THEN payload END, headers, created_at, value"
     " FROM outbox_event"
     " WHERE published_at IS NULL AND id > %s"
     " ORDER BY id LIMIT %s"
@@ -267,6 +269,7 @@ def _event(row: tuple[Any, ...]) -> OutboxEvent:
         payload,
         headers,
         created_at,
+        value,
     ) = row
     created: datetime = created_at
     return OutboxEvent(
@@ -277,10 +280,11 @@ def _event(row: tuple[Any, ...]) -> OutboxEvent:
         ),
         org_id=org_id if isinstance(org_id, uuid.UUID) else uuid.UUID(str(org_id)),
         event_type=event_type,
-        payload=payload,
+        payload=payload if payload is not None else {},
         headers={str(k): str(v) for k, v in headers.items()},
         created_at=created,
         id=int(event_id_seq),
+        value=None if value is None else bytes(value),
     )
 
 

@@ -13,7 +13,7 @@ and recording outcomes are single atomic statements, safe between workers.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -427,17 +427,31 @@ def _outbox_event(row: OutboxEventRow) -> OutboxEvent:
         headers={str(k): str(v) for k, v in row.headers.items()},
         created_at=row.created_at,
         published_at=row.published_at,
+        value=row.value,
     )
 
 
-class SqlOutboxStore:
-    """``OutboxStore`` over the ``outbox_event`` table."""
+#: Encodes an outbox event's Kafka value as it is written (``None``: leave it to the relay).
+OutboxValueEncoder = Callable[[OutboxEvent], bytes | None]
 
-    def __init__(self, session: Session) -> None:
+
+class SqlOutboxStore:
+    """``OutboxStore`` over the ``outbox_event`` table.
+
+    With an ``encoder``, each event's Kafka value is encoded in the writer's
+    transaction and stored with it, so the relay only moves bytes; an event the
+    encoder refuses (it raises) is not written, and the writer sees the error.
+    """
+
+    def __init__(self, session: Session, encoder: OutboxValueEncoder | None = None) -> None:
         self._session = session
+        self._encoder = encoder
 
     def add(self, event: OutboxEvent) -> OutboxEvent:
-        """Insert ``event`` and return it with its BIGSERIAL ``id``."""
+        """Insert ``event`` and return it with its BIGSERIAL ``id`` (and encoded value)."""
+        value = event.value
+        if value is None and self._encoder is not None:
+            value = self._encoder(event)
         row = OutboxEventRow(
             event_id=event.event_id,
             aggregate_type=event.aggregate_type,
@@ -448,11 +462,12 @@ class SqlOutboxStore:
             headers=dict(event.headers),
             created_at=event.created_at,
             published_at=event.published_at,
+            value=value,
         )
         self._session.add(row)
         # Flushing assigns the sequence id, which the caller gets back.
         self._session.flush()
-        return event.stored_as(row.id)
+        return event.stored_as(row.id, value)
 
     def get(self, event_id: uuid.UUID) -> OutboxEvent | None:
         """Return the event with this ``event_id``, if any."""

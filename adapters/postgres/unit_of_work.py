@@ -8,6 +8,7 @@ from typing import Self
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.postgres.repositories import (
+    OutboxValueEncoder,
     SqlConnectionStore,
     SqlDraftOrderStore,
     SqlOutboxStore,
@@ -20,13 +21,14 @@ class _SessionStores(UnitOfWork):
     """Binds the SQL stores to a session and commits or rolls it back."""
 
     _session: Session | None = None
+    _outbox_encoder: OutboxValueEncoder | None = None
 
     def _bind(self, session: Session) -> None:
         self._session = session
         self.connections = SqlConnectionStore(session)
         self.push_log = SqlPushLogStore(session)
         self.draft_orders = SqlDraftOrderStore(session)
-        self.outbox = SqlOutboxStore(session)
+        self.outbox = SqlOutboxStore(session, self._outbox_encoder)
 
     @property
     def session(self) -> Session:
@@ -48,10 +50,17 @@ class SqlAlchemyUnitOfWork(_SessionStores):
     """Opens a new session per ``with`` block and closes it at the end.
 
     The usual choice for services: ``SqlAlchemyUnitOfWork(session_factory)``.
+    ``outbox_encoder`` encodes each outbox event's Kafka value as it is written.
     """
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        outbox_encoder: OutboxValueEncoder | None = None,
+    ) -> None:
         self._session_factory = session_factory
+        self._outbox_encoder = outbox_encoder
 
     def __enter__(self) -> Self:
         if self._session is not None:
@@ -81,5 +90,8 @@ class SessionUnitOfWork(_SessionStores):
     session is not closed.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(
+        self, session: Session, *, outbox_encoder: OutboxValueEncoder | None = None
+    ) -> None:
+        self._outbox_encoder = outbox_encoder
         self._bind(session)

@@ -6,16 +6,13 @@ import contextlib
 import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
 from adapters.kafka.config import admin_config
 from adapters.kafka.topics import TopicNames
-from adapters.postgres.admin import temporary_database
 from entrypoints import demo
-from infra.endpoints import SftpServer
 
 LAST_LINE = re.compile(
     r"demo: approved=(?P<approved>\d+) succeeded=(?P<succeeded>\d+) failed=(?P<failed>\d+)"
@@ -33,30 +30,6 @@ def prefix(kafka_bootstrap_servers: str) -> Iterator[str]:
     for future in admin.delete_topics(topics, operation_timeout=10).values():
         with contextlib.suppress(Exception):
             future.result()
-
-
-@pytest.fixture
-def demo_env(
-    database_url: str,
-    kafka_bootstrap_servers: str,
-    sftp_server: SftpServer,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[None]:
-    with temporary_database(database_url, prefix="orderflow_t_pdemo") as url:
-        monkeypatch.setenv("DATABASE_URL", url)
-        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap_servers)
-        monkeypatch.setenv("SFTP_HOST", sftp_server.host)
-        monkeypatch.setenv("SFTP_PORT", str(sftp_server.port))
-        monkeypatch.setenv("SFTP_USERNAME", sftp_server.username)
-        monkeypatch.setenv("SFTP_PRIVATE_KEY_PATH", sftp_server.private_key_path)
-        monkeypatch.setenv("SFTP_HOST_KEY", sftp_server.host_key_line)
-        monkeypatch.setenv("SFTP_DROPZONE_DIR", sftp_server.dropzone_dir)
-        monkeypatch.setenv("ORDERFLOW_INFRA_DIR", str(tmp_path))
-        # Set, then delete: monkeypatch then also removes the key the demo generates.
-        monkeypatch.setenv("ENCRYPTION_MASTER_KEY", "unset-by-the-test")
-        monkeypatch.delenv("ENCRYPTION_MASTER_KEY")
-        yield
 
 
 def test_demo_exports_every_order_once_through_kafka(

@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from adapters.postgres.admin import temporary_database
 from entrypoints import sync_demo
-from infra.endpoints import SftpServer
-
-
-@pytest.fixture
-def demo_env(
-    database_url: str, sftp_server: SftpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
-    with temporary_database(database_url, prefix="orderflow_t_demo") as url:
-        monkeypatch.setenv("DATABASE_URL", url)
-        monkeypatch.setenv("SFTP_HOST", sftp_server.host)
-        monkeypatch.setenv("SFTP_PORT", str(sftp_server.port))
-        monkeypatch.setenv("SFTP_USERNAME", sftp_server.username)
-        monkeypatch.setenv("SFTP_PRIVATE_KEY_PATH", sftp_server.private_key_path)
-        monkeypatch.setenv("SFTP_HOST_KEY", sftp_server.host_key_line)
-        monkeypatch.setenv("SFTP_DROPZONE_DIR", sftp_server.dropzone_dir)
-        monkeypatch.setenv("ORDERFLOW_INFRA_DIR", str(tmp_path))
-        monkeypatch.delenv("ENCRYPTION_MASTER_KEY", raising=False)
-        yield
 
 
 def test_demo_pushes_every_order_exactly_once(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -10,6 +11,8 @@ from sqlalchemy import Engine
 from adapters.postgres import migrate
 from adapters.postgres.admin import temporary_database
 from adapters.postgres.engine import make_engine
+from producer.relay import RelayConfig
+from tests.integration._pipeline import RelayProcess
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +30,18 @@ def engine(migrated_db_url: str) -> Iterator[Engine]:
     eng = make_engine(migrated_db_url)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
+    """Start ``python -m producer.relay`` processes; every one is killed after the test."""
+    started: list[RelayProcess] = []
+
+    def start(config: RelayConfig, *extra: str) -> RelayProcess:
+        process = RelayProcess(config, tmp_path / f"relay-{len(started)}.log", *extra)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

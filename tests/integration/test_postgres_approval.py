@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.avro.codec import decode_push_requested
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import DraftOrderRow, OutboxEventRow
 from adapters.postgres.unit_of_work import SqlAlchemyUnitOfWork
@@ -21,6 +22,7 @@ from domain.model import DraftOrder, OrderLine
 from domain.records import OutboxEvent
 from domain.repositories import DuplicateKeyError, OutboxStore
 from producer.approval import OrderAlreadyApproved, approve_draft_order
+from producer.relay_kafka import outbox_value_encoder
 
 pytestmark = pytest.mark.integration
 
@@ -168,3 +170,29 @@ def test_concurrent_approvals_write_exactly_one_event(
     assert len(outcomes) == 6
     assert outcomes.count("approved") == 1
     assert counts(factory) == (1, 1)
+
+
+def test_the_outbox_encoder_stores_the_kafka_value_with_the_event(
+    factory: sessionmaker[Session],
+) -> None:
+    uow = SqlAlchemyUnitOfWork(factory, outbox_encoder=outbox_value_encoder())
+    order = make_order()
+    event = approve_draft_order(uow, ORG, order, clock=lambda: ORDER_TIME)
+    with factory() as s:
+        stored = s.scalars(select(OutboxEventRow.value)).one()
+    assert stored is not None and stored == event.value
+    record = decode_push_requested(stored)
+    assert str(record["draft_order_id"]) == str(order.id)
+    assert str(record["event_id"]) == str(event.event_id)
+
+
+def test_an_event_the_encoder_refuses_is_not_written_and_neither_is_the_order(
+    factory: sessionmaker[Session],
+) -> None:
+    def refuse(event: OutboxEvent) -> bytes:
+        raise ValueError(f"payload of {event.event_type} does not fit its schema")
+
+    uow = SqlAlchemyUnitOfWork(factory, outbox_encoder=refuse)
+    with pytest.raises(ValueError, match="does not fit its schema"):
+        approve_draft_order(uow, ORG, make_order())
+    assert counts(factory) == (0, 0)

@@ -9,43 +9,41 @@ SIGTERM) and in-process otherwise. Every wait is a bounded deadline loop.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 
 from adapters.avro.codec import decode_push_requested
-from adapters.kafka.config import admin_config
 from adapters.kafka.topics import TopicNames
-from adapters.postgres.engine import make_engine
+from adapters.postgres.engine import make_session_factory
 from adapters.postgres.outbox_relay import PgOutboxRelayStore
-from domain.model import DraftOrder, OrderLine
+from adapters.postgres.unit_of_work import SqlAlchemyUnitOfWork
 from domain.records import EVENT_HEADER_NAMES, OutboxEvent
 from entrypoints.bootstrap import sql_unit_of_work
 from producer.approval import approve_draft_order, build_push_requested
 from producer.relay import OutboxRelay, RelayConfig, RelayExit, RelaySettings, run_relay
 from producer.relay_kafka import build_relay, ensure_relay_topics
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PARTITIONS = 3
-
+from tests.integration._pipeline import (
+    INSERT_OUTBOX_SQL,
+    PARTITIONS,
+    RelayProcess,
+    SqlEventWriter,
+    assert_per_key_order,
+    delete_topics,
+    insert_params,
+    make_order,
+    outbox_counts,
+    read_topic,
+    sequenced_events,
+    wait_until,
+)
 
 # --- fixtures and helpers ------------------------------------------------------------------
 
@@ -69,211 +67,7 @@ def relay_config(
     )
     ensure_relay_topics(config)
     yield config
-    admin = AdminClient(admin_config(kafka_bootstrap_servers))
-    names = list(TopicNames(config.topic_prefix).all())
-    for future in admin.delete_topics(names, operation_timeout=10).values():
-        with contextlib.suppress(Exception):  # best effort: a leftover topic costs only disk
-            future.result()
-
-
-@dataclass
-class Received:
-    key: bytes
-    value: bytes
-    headers: dict[str, str]
-    partition: int
-    offset: int
-
-
-def _received(msg: Message) -> Received:
-    key, value = msg.key(), msg.value()
-    partition, offset = msg.partition(), msg.offset()
-    assert isinstance(key, bytes) and isinstance(value, bytes)
-    assert partition is not None and offset is not None
-    raw_headers: Any = msg.headers() or []  # a list of (str, bytes) from the broker
-    headers: dict[str, str] = {}
-    for name, raw in raw_headers:
-        assert isinstance(raw, bytes)
-        headers[str(name)] = raw.decode()
-    return Received(key, value, headers, partition, offset)
-
-
-def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[Received]:
-    """Read ``topic`` from the beginning until ``expected`` messages (or the deadline).
-
-    Then reads on briefly, so duplicates beyond ``expected`` show up too.
-    """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"it-relay-reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-        received: list[Received] = []
-        deadline = time.monotonic() + timeout
-        while len(received) < expected and time.monotonic() < deadline:
-            received.extend(
-                _received(m) for m in consumer.consume(1000, timeout=0.5) if not m.error()
-            )
-        received.extend(_received(m) for m in consumer.consume(1000, timeout=0.5) if not m.error())
-        return received
-    finally:
-        consumer.close()
-
-
-def make_order(org: uuid.UUID, number: str) -> DraftOrder:
-    return DraftOrder(
-        id=uuid.uuid4(),
-        org_id=org,
-        order_number=number,
-        customer_code="CUST-1",
-        lines=(
-            OrderLine(
-                line_no=1, product_code="SKU-1", quantity=Decimal("2"), unit_price=Decimal("9.99")
-            ),
-        ),
-    )
-
-
-def outbox_counts(engine: Engine) -> tuple[int, int]:
-    with engine.connect() as conn:
-        total, published = conn.execute(
-            text("SELECT count(*), count(published_at) FROM outbox_event")
-        ).one()
-    return int(total), int(published)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-_INSERT = text(
-    "INSERT INTO outbox_event (event_id, aggregate_type, aggregate_id, org_id, event_type,"
-    " payload, headers, created_at) VALUES (:event_id, :aggregate_type, :aggregate_id,"
-    " :org_id, :event_type, CAST(:payload AS jsonb), CAST(:headers AS jsonb), :created_at)"
-    " RETURNING id"
-)
-
-
-def insert_params(event: OutboxEvent) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "aggregate_type": event.aggregate_type,
-        "aggregate_id": event.aggregate_id,
-        "org_id": event.org_id,
-        "event_type": event.event_type,
-        "payload": json.dumps(event.payload),
-        "headers": json.dumps(event.headers),
-        "created_at": event.created_at,
-    }
-
-
-class SqlEventWriter:
-    """Inserts outbox events one transaction each (as approvals would), fast."""
-
-    def __init__(self, database_url: str) -> None:
-        self.engine = make_engine(database_url)
-        self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-
-    def insert(self, event: OutboxEvent) -> int:
-        return int(self.conn.execute(_INSERT, insert_params(event)).scalar_one())
-
-    def close(self) -> None:
-        self.conn.close()
-        self.engine.dispose()
-
-
-def sequenced_events(orders: list[DraftOrder], per_order: int) -> list[OutboxEvent]:
-    """``per_order`` events per order, interleaved; header ``attempt`` numbers them per order."""
-    events: list[OutboxEvent] = []
-    now = datetime.now(UTC)
-    for seq in range(per_order):
-        for order in orders:
-            event = build_push_requested(order, occurred_at=now)
-            events.append(replace(event, headers={**event.headers, "attempt": str(seq)}))
-    return events
-
-
-def assert_per_key_order(
-    received: list[Received], orders: list[DraftOrder], per_order: int
-) -> None:
-    """Every event arrived; per key, first deliveries come in sequence (re-sends allowed)."""
-    firsts: dict[bytes, list[int]] = defaultdict(list)
-    seen: set[tuple[bytes, int]] = set()
-    for message in sorted(received, key=lambda m: (m.partition, m.offset)):
-        attempt = int(message.headers["attempt"])
-        if (message.key, attempt) not in seen:
-            seen.add((message.key, attempt))
-            firsts[message.key].append(attempt)
-    assert set(firsts) == {str(order.id).encode() for order in orders}
-    for key, attempts in firsts.items():
-        assert attempts == list(range(per_order)), f"order of key {key!r} broken: {attempts}"
-
-
-class RelayProcess:
-    """One ``python -m producer.relay`` subprocess with its log in a file."""
-
-    def __init__(self, config: RelayConfig, log: Path, *extra: str) -> None:
-        self.log = log
-        self._file = log.open("wb")
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "producer.relay",
-                "--database-url",
-                config.database_url,
-                "--bootstrap-servers",
-                config.bootstrap_servers,
-                "--topic-prefix",
-                config.topic_prefix,
-                "--partitions",
-                str(PARTITIONS),
-                "--batch-size",
-                "100",
-                "--max-in-flight",
-                "400",
-                *extra,
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=self._file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def is_leader(self) -> bool:
-        return "Relay is the leader" in self.output()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._file.close()
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
-    started: list[RelayProcess] = []
-
-    def start(config: RelayConfig, *extra: str) -> RelayProcess:
-        process = RelayProcess(config, tmp_path / f"relay-{len(started)}.log", *extra)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
+    delete_topics(kafka_bootstrap_servers, TopicNames(config.topic_prefix).all())
 
 
 def in_thread(relay: OutboxRelay) -> tuple[threading.Thread, list[Any]]:
@@ -314,6 +108,26 @@ def test_drain_publishes_every_approved_order(relay_config: RelayConfig, engine:
         assert str(record["draft_order_id"]) == str(event.aggregate_id)
         assert str(record["event_id"]) == str(event.event_id)
         assert record["order"]["order_number"] == event.payload["order_number"]
+
+
+def test_relay_publishes_the_value_stored_with_the_event_byte_for_byte(
+    relay_config: RelayConfig, engine: Engine
+) -> None:
+    # Writers encode the value in their transaction; the relay must send exactly
+    # those bytes (and not re-encode the payload).
+    def prebaked(event: OutboxEvent) -> bytes:
+        return b"prebaked:" + str(event.event_id).encode()
+
+    uow = SqlAlchemyUnitOfWork(make_session_factory(engine), outbox_encoder=prebaked)
+    org = uuid.uuid4()
+    events = [approve_draft_order(uow, org, make_order(org, f"PB-{i}")) for i in range(5)]
+
+    outcome = run_relay(relay_config, RelaySettings(drain=True), install_signal_handlers=False)
+
+    assert outcome is RelayExit.DRAINED
+    topic = TopicNames(relay_config.topic_prefix).requests
+    received = read_topic(relay_config.bootstrap_servers, topic, 5)
+    assert sorted(m.value for m in received) == sorted(prebaked(e) for e in events)
 
 
 def test_two_relay_processes_keep_per_key_order(
@@ -465,7 +279,7 @@ def test_notify_wakes_an_idle_relay_and_stragglers_are_published(
         with engine.connect() as slow:
             slow.begin()
             straggler = build_push_requested(make_order(org, "SO-2"), occurred_at=datetime.now(UTC))
-            slow.execute(_INSERT, insert_params(straggler))
+            slow.execute(INSERT_OUTBOX_SQL, insert_params(straggler))
             later = build_push_requested(make_order(org, "SO-3"), occurred_at=datetime.now(UTC))
             writer.insert(later)
             wait_until(lambda: outbox_counts(engine) == (2, 2), 5, "the later event")

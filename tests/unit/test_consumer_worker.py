@@ -204,6 +204,29 @@ def test_revocation_forgets_held_records() -> None:
     worker._shutdown()
 
 
+def test_a_partition_paused_for_a_held_record_is_fetched_again_when_assigned_back() -> None:
+    # Like librdkafka, the fake keeps a partition's pause flag across revoke and assign.
+    consumer, producer, handler, clock = FakeConsumer(), FakeProducer(), FakeHandler(), Clock()
+    p = Partition("retry.1", 0)
+    consumer.assigned = [p]
+    due = T0 + timedelta(seconds=5)
+    consumer.batches = [[msg("retry.1", 1, due=due)]]
+    worker = make_worker(consumer, producer, handler, clock)
+    start(worker, consumer)
+    worker._step()
+    assert p in consumer.paused
+    consumer.callbacks["revoke"]([p])
+    consumer.callbacks["assign"]([p])
+    assert p not in consumer.paused  # else the record (never committed) is never fetched
+    consumer.batches = [[msg("retry.1", 1, due=due)]]  # redelivered from the committed offset
+    worker._step()
+    assert handler.handled == []
+    clock.now = due
+    step_until(worker, lambda: ("retry.1", 2) in consumer.stored)
+    assert handler.handled == [("retry.1", 1)]
+    worker._shutdown()
+
+
 def test_dead_letter_offset_is_stored_only_after_the_broker_acked() -> None:
     consumer, producer, handler, clock = FakeConsumer(), FakeProducer(), FakeHandler(), Clock()
     consumer.assigned = [Partition("req", 0)]

@@ -14,7 +14,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 from adapters.kafka.config import producer_config
 from adapters.kafka.errors import KafkaErrorInfo, ProduceError, ProducerQueueFullError
 from adapters.kafka.headers import EventHeaders, parse_headers
-from adapters.kafka.producer import DeliveryReport, EventProducer
+from adapters.kafka.producer import UNCONFIRMED_DELIVERY, DeliveryReport, EventProducer
 
 Callback = Callable[[KafkaError | None, Message], None]
 
@@ -30,6 +30,8 @@ class FakeProducer:
         self.polls = 0
         self.offsets: dict[tuple[str, int], int] = {}
         self.raise_on_produce: Exception | None = None
+        #: Ack without an offset (librdkafka's invalid offset), as seen on a new topic.
+        self.ack_without_offset = False
 
     def produce(self, topic: str, **kwargs: Any) -> None:
         if self.raise_on_produce is not None:
@@ -49,7 +51,9 @@ class FakeProducer:
             partition = message.get("partition", 0)
             offset = self.offsets.get((message["topic"], partition), 0)
             self.offsets[(message["topic"], partition)] = offset + 1
-            if self.fail_with is None:
+            if self.ack_without_offset:
+                callback(None, Message(topic=message["topic"], partition=partition, offset=-1001))
+            elif self.fail_with is None:
                 callback(None, Message(topic=message["topic"], partition=partition, offset=offset))
             else:
                 callback(
@@ -159,6 +163,21 @@ def test_failed_delivery_reaches_the_callback() -> None:
     assert not report.ok
     assert report.error == KafkaErrorInfo(KafkaError._MSG_TIMED_OUT, "_MSG_TIMED_OUT", "timed out")
     assert (report.partition, report.offset, report.opaque) == (-1, -1, 1)
+
+
+def test_an_ack_without_an_offset_is_not_a_delivery() -> None:
+    # Seen on a real broker right after topic creation: no error, no offset, no record.
+    fake = FakeProducer()
+    fake.ack_without_offset = True
+    reports: list[DeliveryReport] = []
+    producer = make(fake)
+    producer.produce("t", "k", b"v", on_delivery=reports.append, opaque=7)
+    producer.flush(1)
+    (report,) = reports
+    assert not report.ok
+    assert report.error == UNCONFIRMED_DELIVERY
+    assert report.error.retriable
+    assert (report.offset, report.opaque) == (-1, 7)
 
 
 def test_failed_delivery_without_callback_is_logged_and_counted(

@@ -1,0 +1,104 @@
+"""``python -m tests.integration._worker_main ARGS``: the push worker process, instrumented.
+
+Runs exactly what ``python -m consumer.worker ARGS`` runs (its ``main``: argument
+parsing, wiring, signal handlers, drain, commit), plus two test hooks set by
+environment variables:
+
+* ``ORDERFLOW_TEST_EXPORT_JOURNAL=PATH``: every ERP call appends one line when it
+  starts and one when it ends (``start|end ORDER_ID ATTEMPT PID [STATUS]``), with
+  ``O_APPEND`` single writes, so several worker processes share one journal and
+  its line order is the real order of the calls. ``end ... SUCCESS`` lines are the
+  exports; a call cut short by SIGKILL leaves a ``start`` without its ``end``.
+* ``ORDERFLOW_TEST_KILL_AFTER_SUCCESSES=N``: right after the N-th SUCCESS outcome
+  was committed to the database (push log + outbox), the process SIGKILLs itself:
+  the crash lands after the DB commit and before the record's offset is even
+  stored, let alone committed. A ``killed ORDER_ID ATTEMPT PID`` line is journaled
+  first.
+
+Every worker started this way also uses a 6 s group session timeout (the broker's
+minimum), so a SIGKILLed member is replaced in seconds rather than 45.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from consumer import worker
+from consumer.push_attempt import AttemptOutcome, Claim, PushAttempts
+from domain.model import DraftOrder, PushStatus
+from domain.records import OutboxEvent, PushLogEntry
+from domain.retry import RetryPolicy
+
+JOURNAL_ENV = "ORDERFLOW_TEST_EXPORT_JOURNAL"
+KILL_ENV = "ORDERFLOW_TEST_KILL_AFTER_SUCCESSES"
+#: librdkafka settings of the test workers: notice a SIGKILLed member quickly.
+CONSUMER_EXTRA = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+
+
+def _journal(line: str) -> None:
+    path = os.environ.get(JOURNAL_ENV)
+    if not path:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{line} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def _instrument() -> None:
+    config_from_args = worker.config_from_args
+
+    def with_short_session(args: argparse.Namespace) -> worker.WorkerConfig:
+        return replace(config_from_args(args), consumer_extra=dict(CONSUMER_EXTRA))
+
+    setattr(worker, "config_from_args", with_short_session)  # noqa: B010 - a test hook
+    call_erp = PushAttempts.call_erp
+    record_outcome = PushAttempts.record_outcome
+    kill_after = int(os.environ.get(KILL_ENV) or 0)
+    lock = threading.Lock()
+    successes = [0]
+
+    def journaled_call_erp(
+        self: PushAttempts, claim: Claim, order: DraftOrder, attempt: int, policy: RetryPolicy
+    ) -> AttemptOutcome:
+        _journal(f"start {order.id} {attempt}")
+        outcome = call_erp(self, claim, order, attempt, policy)
+        _journal(f"end {order.id} {attempt} {outcome.status.value}")
+        return outcome
+
+    def record_then_maybe_die(
+        self: PushAttempts,
+        claim: Claim,
+        outcome: AttemptOutcome,
+        events: Sequence[OutboxEvent] = (),
+    ) -> PushLogEntry | None:
+        recorded = record_outcome(self, claim, outcome, events)
+        if kill_after and recorded is not None and outcome.status is PushStatus.SUCCESS:
+            with lock:
+                successes[0] += 1
+                if successes[0] >= kill_after:
+                    entry = claim.entry
+                    _journal(f"killed {entry.draft_order_id} {entry.attempt}")
+                    os.kill(os.getpid(), signal.SIGKILL)
+        return recorded
+
+    setattr(PushAttempts, "call_erp", journaled_call_erp)  # noqa: B010 - a test hook
+    setattr(PushAttempts, "record_outcome", record_then_maybe_die)  # noqa: B010
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    """Instrument, then run the real worker entry point."""
+    _instrument()
+    return worker.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
