@@ -1,6 +1,7 @@
 """``make demo``: the event pipeline end to end on the local services.
 
-Migrates the database, creates an organisation with an encrypted
+Creates a database of its own next to ``$DATABASE_URL``'s (dropped at the end
+unless ``--keep-database``), migrates it, creates an organisation with an encrypted
 DROPZONE_JSON_V1 connection to the local SFTP server, starts the outbox relay
 and the push worker as their own processes (``python -m producer.relay`` and
 ``python -m consumer.worker``, on a topic prefix and consumer group of this
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -32,6 +34,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from adapters.postgres import migrate
+from adapters.postgres.admin import create_database, drop_database
 from adapters.postgres.engine import make_engine
 from domain.repositories import UnitOfWork
 from entrypoints import bootstrap
@@ -201,6 +204,8 @@ class DemoOptions:
     #: Approvals per second; 0 approves as fast as the database allows.
     rate: float = DEFAULT_RATE
     timeout_s: float = DEFAULT_TIMEOUT_S
+    #: Keep the run's own database afterwards (it is dropped by default).
+    keep_database: bool = False
 
 
 def _services(
@@ -276,25 +281,41 @@ def _kafka() -> str:
     return value
 
 
+def _database_name(topic_prefix: str) -> str:
+    """The demo run's own database name (PostgreSQL identifiers: ``[a-z0-9_]``, 63 max)."""
+    return re.sub(r"[^a-z0-9_]", "_", f"orderflow_{topic_prefix}".lower())[:63]
+
+
 def run(options: DemoOptions) -> int:
-    """Run the pipeline demo; return the process exit status."""
+    """Run the pipeline demo in a database of its own; return the process exit status.
+
+    The run's database is created next to ``$DATABASE_URL``'s (so events an
+    earlier or other user of that database left in its outbox do not mix into
+    the figures) and dropped at the end unless ``options.keep_database``.
+    """
     settings = Settings.from_env()
-    database_url = settings.require_database_url()
+    server_url = settings.require_database_url()
     _kafka()
     key_source = ensure_master_key(state_dir())
-
-    migrate.upgrade(database_url)
-    print(f"database migrated to {migrate.current_revision(database_url)}")
-    print(f"master key: {key_source}")
-
-    engine = make_engine(database_url)
+    name = _database_name(options.topic_prefix)
+    database_url = create_database(server_url, name)
     try:
-        return _run(engine, database_url, options)
-    except ServiceProcessError as exc:
-        print(f"demo: {exc}", file=sys.stderr)
-        return 1
+        migrate.upgrade(database_url)
+        print(f"database {name} created and migrated to {migrate.current_revision(database_url)}")
+        print(f"master key: {key_source}")
+        engine = make_engine(database_url)
+        try:
+            return _run(engine, database_url, options)
+        except ServiceProcessError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            engine.dispose()
     finally:
-        engine.dispose()
+        if options.keep_database:
+            print(f"database {name} kept for inspection (DATABASE_URL of this run: same server)")
+        else:
+            drop_database(server_url, name)
 
 
 def _run(engine: Engine, database_url: str, options: DemoOptions) -> int:
@@ -463,6 +484,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_TIMEOUT_S,
         help=f"longest wait for all PushResults, in seconds (default {DEFAULT_TIMEOUT_S:.0f})",
     )
+    parser.add_argument(
+        "--keep-database",
+        action="store_true",
+        help="keep this run's database afterwards to inspect it (dropped by default)",
+    )
     args = parser.parse_args(argv)
     if args.orders < 1:
         parser.error("--orders must be at least 1")
@@ -482,7 +508,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     options = DemoOptions(
-        orders=args.orders, topic_prefix=prefix, rate=args.rate, timeout_s=args.timeout
+        orders=args.orders,
+        topic_prefix=prefix,
+        rate=args.rate,
+        timeout_s=args.timeout,
+        keep_database=args.keep_database,
     )
     try:
         return run(options)
