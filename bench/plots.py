@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -45,12 +45,16 @@ def latency_plot(latencies_ms: Sequence[float], title: str, path: Path) -> Path:
 
 
 def throughput_plot(
-    panels: Mapping[str, Mapping[str, Sequence[float]]], title: str, path: Path
+    panels: Mapping[str, Mapping[str, Sequence[float]]],
+    title: str,
+    path: Path,
+    shared_origin: Collection[str] = (),
 ) -> Path:
     """One panel per measurement: events per second over time for each named series.
 
-    ``panels`` maps a panel title to ``{series label: event timestamps (s)}``;
-    each panel's time axis starts at its earliest event.
+    ``panels`` maps a panel title to ``{series label: event timestamps (s)}``.
+    Each series starts at its own first event, except in the panels named in
+    ``shared_origin``, whose series share the panel's earliest event as zero.
     """
     shown = {name: series for name, series in panels.items() if any(series.values())}
     fig, axes = plt.subplots(len(shown) or 1, 1, figsize=(12, 3.2 * max(1, len(shown))))
@@ -58,10 +62,10 @@ def throughput_plot(
     for axis, (name, series) in zip(axis_list, shown.items(), strict=False):
         origin = min(min(stamps) for stamps in series.values() if stamps)
         for label, stamps in series.items():
-            counts = per_second(stamps, origin)
+            counts = per_second(stamps, origin if name in shared_origin else None)
             axis.step(range(len(counts)), counts, where="post", label=label)
         axis.set_title(name)
-        axis.set_xlabel("seconds")
+        axis.set_xlabel("seconds" if name in shared_origin else "seconds since the series' start")
         axis.set_ylabel("per second")
         axis.grid(True, alpha=0.3)
         axis.legend(loc="upper right")

@@ -164,7 +164,7 @@ def _e2e(run: Run) -> None:
     )
     run.summary["e2e"].update(result.summary)
     run.latencies = result.latencies_ms
-    run.series["end to end (per second)"] = {
+    run.series[E2E_PANEL] = {
         "approvals committed": result.approved_at,
         "PushResults read": result.result_at,
     }
@@ -228,13 +228,16 @@ def _plots(run: Run) -> None:
     title = f"OrderFlow bench ({run.mode} mode, {run.summary['machine']['cores']} cores)"
     made = [
         plots.latency_plot(run.latencies, f"{title}: end-to-end latency", run.out / "latency.png"),
-        plots.throughput_plot(run.series, f"{title}: throughput", run.out / "throughput.png"),
+        plots.throughput_plot(
+            run.series, f"{title}: throughput", run.out / "throughput.png", [E2E_PANEL]
+        ),
     ]
     if run.rss:
         made.append(plots.rss_plot(run.rss, f"{title}: relay RSS", run.out / "relay-rss.png"))
     run.summary["plots"] = [path.name for path in made]
 
 
+E2E_PANEL = "end to end (per second)"
 PHASES = ("micro", "relay", "memory", "idle", "e2e", "consumer")
 
 
