@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_relay", description=__doc__)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
-    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     args = parser.parse_args(argv)
     services = Services.from_env()
     py_spy = _py_spy()

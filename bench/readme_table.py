@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,23 @@ def _x(value: Any) -> str:
     return "-" if not isinstance(value, int | float) else f"{value:,.1f}x"
 
 
+def _load(machine: Mapping[str, Any]) -> str:
+    start, end = machine.get("load_avg_start"), machine.get("load_avg_end")
+    if not isinstance(start, int | float) or not isinstance(end, int | float):
+        return ""
+    return f", load average {start:.1f} at the start and {end:.1f} at the end"
+
+
 def render(summary: Mapping[str, Any]) -> str:
     """The markdown table (with its heading lines) of one ``summary.json``."""
     s = flatten(summary)
     machine = summary.get("machine", {})
     mode = summary.get("mode", "?")
     backlog = _num(s.get("relay.backlog_events"))
-    rss_backlog = _num(s.get("relay.peak_rss_backlog"))
+    rss_backlog = f"{_num(s.get('relay.peak_rss_backlog'))} events"
+    drained = s.get("relay.peak_rss_events_drained")
+    if isinstance(drained, int | float) and drained < s.get("relay.peak_rss_backlog", 0):
+        rss_backlog += f" ({_num(drained)} drained in the time allowed)"
     rows: list[tuple[str, str, str, str, str]] = [
         (
             f"relay throughput, {backlog} events of ~1 KB (events/s)",
@@ -46,7 +57,7 @@ def render(summary: Mapping[str, Any]) -> str:
             "≥ 40,000/s and ≥ 40x",
         ),
         (
-            f"relay peak RSS draining {rss_backlog} events (MiB)",
+            f"relay peak RSS, backlog of {rss_backlog} (MiB)",
             _num(s.get("relay.peak_rss_mb_1m")),
             "",
             "",
@@ -105,17 +116,24 @@ def render(summary: Mapping[str, Any]) -> str:
             "< 5",
         ),
     ]
-    lines = [
+    intro = (
         "`make bench` (full) and `make bench-quick` (under 5 minutes) run every benchmark of "
         "issue 6 on the local services, each against a baseline measured in the same run, "
         "and write `bench/results/summary.json`, plots (`latency.png`, `throughput.png`, "
         "`relay-rss.png`) and this table; `make profile-relay` writes a py-spy flame graph "
-        "of the relay (`bench/results/profile-relay.svg`). Harness: `bench/`.",
-        "",
+        "of the relay (`bench/results/profile-relay.svg`). Harness: `bench/`."
+    )
+    latest = (
         f"Latest figures: `{summary.get('command', 'python -m bench')}` ({mode} mode) on "
         f"{machine.get('cores', '?')} cores / {machine.get('memory_gb', '?')} GB, "
-        f"{summary.get('finished_at', '?')}. Shared, noisy machine: compare the ratios "
-        "(baseline measured in the same run) more than the absolute figures.",
+        f"{summary.get('finished_at', '?')}{_load(machine)}. Shared, noisy machine: "
+        "compare the ratios "
+        "(baseline measured in the same run) more than the absolute figures."
+    )
+    lines = [
+        *textwrap.wrap(intro, 80, break_on_hyphens=False),
+        "",
+        *textwrap.wrap(latest, 80, break_on_hyphens=False),
         "",
         "| measurement | ours | baseline | ratio | target |",
         "|---|---:|---:|---:|---|",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -62,7 +63,7 @@ class Run:
         self.logs = out / "logs"
         self.summary: dict[str, Any] = {
             "mode": mode,
-            "machine": machine_info(),
+            "machine": {**machine_info(), "load_avg_start": round(os.getloadavg()[0], 2)},
             "command": command,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "relay": {},
@@ -271,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.phase(name, phases[name])
     run.phase("plots", lambda: _plots(run))
     run.summary["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    run.summary["machine"]["load_avg_end"] = round(os.getloadavg()[0], 2)
     run.summary["notes"]["total_seconds"] = round(time.monotonic() - started, 1)
     path = run.write()
     from bench.readme_table import render, update_readme

@@ -100,10 +100,11 @@ def test_the_table_shows_figures_targets_and_the_command() -> None:
     summary["relay"]["events_per_s"] = 41234.5
     summary["relay"]["ratio"] = 42.04
     table = render(summary)
-    assert "`make bench-quick` (quick mode) on 2 cores / 23.5 GB" in table
+    assert "`make bench-quick` (quick mode) on 2 cores / 23.5 GB" in " ".join(table.split())
     assert "| 41,234 |" in table or "| 41,235 |" in table
     assert "42.0x" in table
     assert table.count("\n|") == 11  # header, rule and nine measurements
+    assert all(len(line) <= 80 for line in table.splitlines() if not line.startswith("|"))
     # Keys it does not know are shown as missing, not as errors.
     assert "| - |" in render({"mode": "full", "machine": {}})
 
