@@ -29,6 +29,7 @@ from bench.workload import (
     count_success,
     push_requested,
     scratch_database,
+    service_args,
     success_times,
 )
 from entrypoints.demo import RETRY_TIERS
@@ -95,12 +96,7 @@ def _worker_args(
     services: Services, url: str, topic: RequestsTopic, group: str, extra: list[str]
 ) -> list[str]:
     return [
-        "--database-url",
-        url,
-        "--bootstrap-servers",
-        services.bootstrap_servers,
-        "--topic-prefix",
-        topic.prefix,
+        *service_args(services, url, topic.prefix),
         "--partitions",
         str(PARTITIONS),
         "--no-ensure-topics",

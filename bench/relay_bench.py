@@ -28,6 +28,7 @@ from bench.workload import (
     fill_backlog,
     published_times,
     scratch_database,
+    service_args,
 )
 from entrypoints.demo_processes import ChildProcess
 
@@ -44,12 +45,7 @@ def new_prefix(kind: str) -> str:
 def relay_args(services: Services, database_url: str, prefix: str, *extra: str) -> list[str]:
     """The arguments of our relay on ``database_url`` and the topics of ``prefix``."""
     return [
-        "--database-url",
-        database_url,
-        "--bootstrap-servers",
-        services.bootstrap_servers,
-        "--topic-prefix",
-        prefix,
+        *service_args(services, database_url, prefix),
         "--partitions",
         str(PARTITIONS),
         "--no-ensure-topics",
@@ -117,12 +113,7 @@ def run_textbook(
     completed = subprocess.run(
         python_module(
             "bench.textbook_relay",
-            "--database-url",
-            database_url,
-            "--bootstrap-servers",
-            services.bootstrap_servers,
-            "--topic-prefix",
-            prefix,
+            *service_args(services, database_url, prefix),
             "--max-rows",
             str(max_rows),
             "--max-seconds",

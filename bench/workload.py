@@ -15,9 +15,8 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from adapters.crypto.encryption import ConfigCipher
@@ -25,14 +24,19 @@ from adapters.crypto.keys import MASTER_KEY_ENV, generate_master_key
 from adapters.postgres import migrate
 from adapters.postgres.admin import temporary_database
 from adapters.postgres.outbox_relay import psycopg2_dsn
-from domain.model import DraftOrder, OrderLine
+from domain.model import DraftOrder
 from domain.records import OutboxEvent
+from entrypoints.demo_support import demo_order
 from producer.approval import build_push_requested
 
 psycopg2: Any = importlib.import_module("psycopg2")
 
-#: Lines per benchmark order: with their descriptions the outbox payload is ~1 KB.
-ORDER_LINES = 4
+#: Texts of a benchmark order: with them the outbox payload is ~1 KB, as issue 6 asks.
+LINE_TEXT = (
+    "Stainless steel fastener kit, metric, hex socket cap screws with washers and nuts, "
+    "240 pieces, boxed"
+)
+NOTES = "Deliver to loading dock B between 8:00 and 16:00; call the warehouse first."
 
 
 def ensure_master_key() -> None:
@@ -41,25 +45,17 @@ def ensure_master_key() -> None:
         os.environ[MASTER_KEY_ENV] = generate_master_key()
 
 
-def bench_order(org_id: uuid.UUID, index: int, order_id: uuid.UUID | None = None) -> DraftOrder:
-    """Benchmark order number ``index``: four lines with real-looking descriptions (~1 KB)."""
-    return DraftOrder(
-        id=order_id or uuid.uuid4(),
-        org_id=org_id,
+def bench_order(org_id: uuid.UUID, index: int) -> DraftOrder:
+    """Benchmark order number ``index``: the demo's order with real-looking texts (~1 KB)."""
+    order = demo_order(org_id, index)
+    return replace(
+        order,
         order_number=f"BENCH-{index:07d}",
-        customer_code=f"CUST-{1000 + index % 97}",
-        currency="EUR",
         lines=tuple(
-            OrderLine(
-                line_no=n,
-                product_code=f"SKU-{(index * 7 + n) % 10_000:05d}",
-                quantity=Decimal(n * 3),
-                unit_price=Decimal("12.45") * n,
-                description=f"Stainless steel fastener kit, assortment {n}, 240 pieces, boxed",
-            )
-            for n in range(1, ORDER_LINES + 1)
+            replace(line, description=f"{LINE_TEXT}, assortment {line.line_no}")
+            for line in order.lines
         ),
-        notes="Deliver to loading dock B between 8:00 and 16:00; call the warehouse first.",
+        notes=NOTES,
     )
 
 
@@ -131,54 +127,47 @@ def fill_backlog(database_url: str, org_id: uuid.UUID, count: int, chunk: int = 
     return payload_bytes(template)
 
 
-def count_unpublished(database_url: str) -> int:
-    """Rows of ``outbox_event`` not yet published."""
+def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of one statement, on a connection of its own."""
     conn = connect(database_url)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM outbox_event WHERE published_at IS NULL")
-            return int(cur.fetchone()[0])
+            cur.execute(sql)
+            return [tuple(row) for row in cur.fetchall()]
     finally:
         conn.close()
+
+
+def count_unpublished(database_url: str) -> int:
+    """Rows of ``outbox_event`` not yet published."""
+    sql = "SELECT count(*) FROM outbox_event WHERE published_at IS NULL"
+    return int(query(database_url, sql)[0][0])
 
 
 def published_times(database_url: str) -> list[tuple[float, int]]:
     """``(epoch seconds of published_at, rows)`` per distinct publish time, ascending."""
-    conn = connect(database_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT extract(epoch FROM published_at)::float8, count(*) FROM outbox_event"
-                " WHERE published_at IS NOT NULL GROUP BY 1 ORDER BY 1"
-            )
-            return [(float(t), int(n)) for t, n in cur.fetchall()]
-    finally:
-        conn.close()
+    rows = query(
+        database_url,
+        "SELECT extract(epoch FROM published_at)::float8, count(*) FROM outbox_event"
+        " WHERE published_at IS NOT NULL GROUP BY 1 ORDER BY 1",
+    )
+    return [(float(t), int(n)) for t, n in rows]
 
 
 def success_times(database_url: str) -> list[float]:
     """Epoch seconds at which each SUCCESS row of the push log was written, ascending."""
-    conn = connect(database_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT extract(epoch FROM updated_at)::float8 FROM erp_push_log"
-                " WHERE status = 'SUCCESS' ORDER BY 1"
-            )
-            return [float(row[0]) for row in cur.fetchall()]
-    finally:
-        conn.close()
+    rows = query(
+        database_url,
+        "SELECT extract(epoch FROM updated_at)::float8 FROM erp_push_log"
+        " WHERE status = 'SUCCESS' ORDER BY 1",
+    )
+    return [float(row[0]) for row in rows]
 
 
 def count_success(database_url: str) -> int:
     """SUCCESS rows of the push log."""
-    conn = connect(database_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM erp_push_log WHERE status = 'SUCCESS'")
-            return int(cur.fetchone()[0])
-    finally:
-        conn.close()
+    sql = "SELECT count(*) FROM erp_push_log WHERE status = 'SUCCESS'"
+    return int(query(database_url, sql)[0][0])
 
 
 def add_mock_connection(database_url: str, org_id: uuid.UUID, latency_ms: float) -> None:
@@ -216,6 +205,18 @@ class Services:
                 "bench: DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS must be set; run `make bench`"
             )
         return cls(database_url, bootstrap)
+
+
+def service_args(services: Services, database_url: str, topic_prefix: str) -> list[str]:
+    """``--database-url``, ``--bootstrap-servers`` and ``--topic-prefix`` of a child process."""
+    return [
+        "--database-url",
+        database_url,
+        "--bootstrap-servers",
+        services.bootstrap_servers,
+        "--topic-prefix",
+        topic_prefix,
+    ]
 
 
 @contextmanager
