@@ -20,7 +20,7 @@ class MeasuredRun:
 
     returncode: int
     wall_s: float
-    #: Peak resident set size (``VmHWM`` sampled, or the kernel's ``ru_maxrss``), MiB.
+    #: Peak resident set size (the largest ``VmHWM`` sampled), MiB.
     peak_rss_mb: float
     #: ``(seconds since start, VmRSS MiB)`` samples.
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
@@ -60,8 +60,10 @@ def run_measured(
 
     With ``stop_after_s`` it gets SIGTERM (its graceful stop) at that time.
 
-    The peak is the larger of the last ``VmHWM`` seen and the kernel's
-    ``ru_maxrss`` from ``wait4`` (which also covers the last moments).
+    The peak is the process's own high-water mark (``VmHWM``, monotonic, so the
+    last sample covers all but the last ``sample_s``). Not ``ru_maxrss`` from
+    ``wait4``: Linux carries the forking parent's peak over the ``exec`` into
+    it, so it would report the harness's memory whenever that is larger.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
@@ -70,13 +72,11 @@ def run_measured(
     samples: list[tuple[float, float]] = []
     peak = 0.0
     status = 0
-    maxrss_mb = 0.0
     terminated = False
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        pid, status = os.waitpid(process.pid, os.WNOHANG)
         now = time.monotonic()
         if pid == process.pid:
-            maxrss_mb = usage.ru_maxrss / 1024  # KiB on Linux
             break
         rss, hwm = read_rss(process.pid)
         if rss:
@@ -87,11 +87,10 @@ def run_measured(
             terminated = True
         if now - started > timeout_s:
             process.kill()
-            _, status, usage = os.wait4(process.pid, 0)
-            maxrss_mb = usage.ru_maxrss / 1024
+            _, status = os.waitpid(process.pid, 0)
             break
         time.sleep(sample_s)
     wall = time.monotonic() - started
     returncode = os.waitstatus_to_exitcode(status)
     process.returncode = returncode  # reaped here, not by Popen
-    return MeasuredRun(returncode, wall, max(peak, maxrss_mb), samples, log_path)
+    return MeasuredRun(returncode, wall, peak, samples, log_path)
