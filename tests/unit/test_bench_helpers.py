@@ -124,3 +124,14 @@ def test_update_readme_replaces_only_the_benchmarks_section(tmp_path: Path) -> N
     none.write_text("# T\n")
     update_readme(none, "| new |\n")
     assert none.read_text() == "# T\n\n## Benchmarks\n\n| new |\n"
+
+
+def test_drain_rate_is_timed_from_the_first_completed_batch() -> None:
+    from bench.relay_bench import drain_rate
+
+    published = [(5.0, 999), (10.0, 1000), (10.5, 1000), (11.0, 1000)]
+    # The textbook relay's rows (before ``since``) do not count; the first batch
+    # of ours starts the clock: 2000 rows in 1 s after it.
+    assert drain_rate(published, since=9.0) == (3000, 2000.0)
+    assert drain_rate(published, since=11.0) == (1000, 0.0)
+    assert drain_rate([], since=0.0) == (0, 0.0)
