@@ -73,23 +73,30 @@ def run_measured(
     peak = 0.0
     status = 0
     terminated = False
-    while True:
-        pid, status = os.waitpid(process.pid, os.WNOHANG)
-        now = time.monotonic()
-        if pid == process.pid:
-            break
-        rss, hwm = read_rss(process.pid)
-        if rss:
-            samples.append((now - started, rss))
-            peak = max(peak, hwm, rss)
-        if stop_after_s is not None and not terminated and now - started > stop_after_s:
-            process.send_signal(signal.SIGTERM)
-            terminated = True
-        if now - started > timeout_s:
-            process.kill()
-            _, status = os.waitpid(process.pid, 0)
-            break
-        time.sleep(sample_s)
+    try:
+        while True:
+            pid, status = os.waitpid(process.pid, os.WNOHANG)
+            now = time.monotonic()
+            if pid == process.pid:
+                break
+            rss, hwm = read_rss(process.pid)
+            if rss:
+                samples.append((now - started, rss))
+                peak = max(peak, hwm, rss)
+            if stop_after_s is not None and not terminated and now - started > stop_after_s:
+                process.send_signal(signal.SIGTERM)
+                terminated = True
+            if now - started > timeout_s:
+                process.kill()
+                _, status = os.waitpid(process.pid, 0)
+                break
+            time.sleep(sample_s)
+    except BaseException:
+        # Interrupted (Ctrl-C, an error): leave no relay running behind.
+        process.kill()
+        os.waitpid(process.pid, 0)
+        process.returncode = -9
+        raise
     wall = time.monotonic() - started
     returncode = os.waitstatus_to_exitcode(status)
     process.returncode = returncode  # reaped here, not by Popen

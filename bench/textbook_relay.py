@@ -2,9 +2,10 @@
 
 The loop every outbox tutorial shows: in one transaction claim ONE row
 (``FOR UPDATE SKIP LOCKED``), produce it, flush (wait for the broker's ack),
-mark it published, commit; repeat. It encodes exactly like ours
-(``adapters.avro.records.encode_outbox_event`` with the shared codec, same
-key and headers) on the same idempotent ``acks=all`` producer settings, so the
+mark it published, commit; repeat. It sends exactly what ours sends (the
+value the writer stored in ``outbox_event.value``, else
+``adapters.avro.records.encode_outbox_event`` with the shared codec; same key
+and headers) on the same idempotent ``acks=all`` producer settings, so the
 difference measured is the loop, not the encoding or the client.
 
 ``python -m bench.textbook_relay --max-rows N --max-seconds S`` prints one JSON
@@ -25,19 +26,21 @@ from adapters.avro.records import encode_outbox_event
 from adapters.kafka.config import producer_config
 from adapters.kafka.producer import DeliveryReport, EventProducer
 from adapters.kafka.topics import TopicNames
-from bench.workload import connect
+from bench.workload import connect, has_value_column
 from domain.records import EVENT_PUSH_REQUESTED, OutboxEvent
 
 _CLAIM_ONE = (
     "SELECT id, event_id, aggregate_type, aggregate_id, org_id, event_type, payload, headers,"
-    " created_at FROM outbox_event WHERE published_at IS NULL"
+    " created_at, {value} FROM outbox_event WHERE published_at IS NULL"
     " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 _MARK_ONE = "UPDATE outbox_event SET published_at = now() WHERE id = %s"
 
 
 def _event(row: Sequence[Any]) -> OutboxEvent:
-    seq, event_id, aggregate_type, aggregate_id, org_id, event_type, payload, headers, at = row
+    seq, event_id, aggregate_type, aggregate_id, org_id, event_type, payload, headers, at, value = (
+        row
+    )
     return OutboxEvent(
         event_id=uuid.UUID(str(event_id)),
         aggregate_type=aggregate_type,
@@ -48,6 +51,7 @@ def _event(row: Sequence[Any]) -> OutboxEvent:
         headers={str(k): str(v) for k, v in headers.items()},
         created_at=at,
         id=int(seq),
+        value=None if value is None else bytes(value),
     )
 
 
@@ -63,6 +67,8 @@ def run_textbook(
     topic = TopicNames(topic_prefix).requests
     producer = EventProducer(producer_config(bootstrap_servers, client_id="bench-textbook-relay"))
     conn = connect(database_url)
+    # Rows carry the value their writer encoded (outbox_event.value) where the schema has it.
+    claim = _CLAIM_ONE.format(value="value" if has_value_column(conn) else "NULL")
     conn.autocommit = False
     reports: list[DeliveryReport] = []
     rows = 0
@@ -73,7 +79,7 @@ def run_textbook(
     try:
         while rows < max_rows and time.perf_counter() - started < max_seconds:
             with conn.cursor() as cur:
-                cur.execute(_CLAIM_ONE)
+                cur.execute(claim)
                 row = cur.fetchone()
                 if row is None:
                     conn.rollback()
@@ -84,7 +90,7 @@ def run_textbook(
                 producer.produce(
                     topic,
                     str(event.aggregate_id).encode(),
-                    encode_outbox_event(event),
+                    event.value if event.value is not None else encode_outbox_event(event),
                     event.headers,
                     reports.append,
                 )

@@ -64,30 +64,77 @@ def push_requested(org_id: uuid.UUID, index: int) -> OutboxEvent:
     return build_push_requested(bench_order(org_id, index), occurred_at=datetime.now(UTC))
 
 
+def outbox_value(event: OutboxEvent) -> bytes:
+    """The Kafka value a writer stores with ``event`` (the composition root's encoder)."""
+    from producer.relay_kafka import outbox_value_encoder
+
+    value = outbox_value_encoder()(event)
+    if value is None:
+        raise ValueError(f"No encoder for {event.event_type}")
+    return value
+
+
 def payload_bytes(event: OutboxEvent) -> int:
     """Size of the event's JSON payload as stored (compact JSON)."""
     return len(json.dumps(event.payload, separators=(",", ":")).encode())
 
 
 # Every row its own ids; the template's order id, order number, event id, key and
-# trace are replaced. ``%(...)s`` are psycopg2 parameters.
+# trace are replaced. ``value`` is the template's Kafka value with the same
+# replacements made in its bytes: every replaced field has a fixed length (UUID
+# text, a zero-padded order number), so the result is exactly what the writer's
+# encoder gives for the row (``check_values`` verifies a sample after each fill).
+# ``%(...)s`` are psycopg2 parameters.
 _FILL_SQL = """
 INSERT INTO outbox_event
-    (event_id, aggregate_type, aggregate_id, org_id, event_type, payload, headers, created_at)
+    (event_id, aggregate_type, aggregate_id, org_id, event_type, payload, headers, created_at
+     {value_column})
 SELECT s.event_id, %(aggregate_type)s, s.order_id, %(org_id)s, %(event_type)s,
        %(payload)s::jsonb
-           || jsonb_build_object('id', s.order_id::text,
-                                 'order_number', 'BENCH-' || lpad(s.g::text, 7, '0')),
+           || jsonb_build_object('id', s.order_id::text, 'order_number', s.order_number),
        %(headers)s::jsonb
            || jsonb_build_object(
                 'event_id', s.event_id::text,
                 'idempotency_key', 'erp-push:' || %(org_text)s || ':' || s.order_id::text || ':0',
                 'traceparent', '00-' || md5(s.event_id::text) || '-'
                                || substr(md5(s.order_id::text), 1, 16) || '-01'),
-       now()
-FROM (SELECT g, gen_random_uuid() AS event_id, gen_random_uuid() AS order_id
+       %(created_at)s
+       {value_expression}
+FROM (SELECT g, gen_random_uuid() AS event_id, gen_random_uuid() AS order_id,
+             'BENCH-' || lpad(g::text, 7, '0') AS order_number
       FROM generate_series(%(first)s, %(last)s) AS g) AS s
 """
+
+
+def _value_sql(template_value: bytes, replacements: dict[str, str]) -> str:
+    """SQL of the row's value: ``overlay`` each column's text where the template's stands.
+
+    ``replacements`` maps the template's text to the SQL text expression that
+    replaces it (same length, so no other byte moves).
+    """
+    expression = "%(value)s::bytea"
+    for text, column in replacements.items():
+        needle = text.encode()
+        start = template_value.find(needle)
+        if start < 0:
+            raise ValueError(f"{text!r} is not in the template's value")
+        while start >= 0:
+            expression = (
+                f"overlay({expression} placing convert_to({column}, 'UTF8')"
+                f" from {start + 1} for {len(needle)})"
+            )
+            start = template_value.find(needle, start + len(needle))
+    return ",\n       " + expression
+
+
+def has_value_column(conn: Any) -> bool:
+    """Whether ``outbox_event`` has the ``value`` column (the Kafka value stored by writers)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM information_schema.columns"
+            " WHERE table_name = 'outbox_event' AND column_name = 'value'"
+        )
+        return cur.fetchone() is not None
 
 
 def connect(database_url: str) -> Any:
@@ -106,25 +153,65 @@ def fill_backlog(database_url: str, org_id: uuid.UUID, count: int, chunk: int = 
     template = push_requested(org_id, 0)
     conn = connect(database_url)
     try:
+        with_value = has_value_column(conn)
+        value = outbox_value(template) if with_value else b""
+        value_sql = ""
+        if with_value:
+            value_sql = _value_sql(
+                value,
+                {
+                    str(template.aggregate_id): "s.order_id::text",
+                    str(template.event_id): "s.event_id::text",
+                    template.payload["order_number"]: "s.order_number",
+                },
+            )
+        sql = _FILL_SQL.format(
+            value_column=", value" if with_value else "", value_expression=value_sql
+        )
+        params: dict[str, Any] = {
+            "aggregate_type": template.aggregate_type,
+            "event_type": template.event_type,
+            "org_id": str(org_id),
+            "org_text": str(org_id),
+            "payload": json.dumps(template.payload),
+            "headers": json.dumps(template.headers),
+            "created_at": template.created_at,
+        }
+        if with_value:
+            params["value"] = value
         with conn.cursor() as cur:
             for first in range(1, count + 1, chunk):
-                cur.execute(
-                    _FILL_SQL,
-                    {
-                        "aggregate_type": template.aggregate_type,
-                        "event_type": template.event_type,
-                        "org_id": str(org_id),
-                        "org_text": str(org_id),
-                        "payload": json.dumps(template.payload),
-                        "headers": json.dumps(template.headers),
-                        "first": first,
-                        "last": min(count, first + chunk - 1),
-                    },
-                )
+                cur.execute(sql, {**params, "first": first, "last": min(count, first + chunk - 1)})
             cur.execute("VACUUM ANALYZE outbox_event")
+        if with_value:
+            check_values(conn)
     finally:
         conn.close()
     return payload_bytes(template)
+
+
+def check_values(conn: Any, sample: int = 50) -> None:
+    """Raise unless sampled rows' ``value`` is what the writer's encoder gives for the row."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT event_id, aggregate_type, aggregate_id, org_id, event_type, payload, headers,"
+            " created_at, value FROM outbox_event TABLESAMPLE SYSTEM (5) LIMIT %s",
+            (sample,),
+        )
+        rows = cur.fetchall()
+    for event_id, kind, aggregate, org, event_type, payload, headers, created, value in rows:
+        event = OutboxEvent(
+            event_id=uuid.UUID(str(event_id)),
+            aggregate_type=kind,
+            aggregate_id=uuid.UUID(str(aggregate)),
+            org_id=uuid.UUID(str(org)),
+            event_type=event_type,
+            payload=payload,
+            headers=headers,
+            created_at=created,
+        )
+        if outbox_value(event) != bytes(value):
+            raise RuntimeError(f"backlog row {event_id}: stored value differs from its encoding")
 
 
 def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
