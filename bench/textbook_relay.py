@@ -18,41 +18,20 @@ import argparse
 import json
 import sys
 import time
-import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from adapters.avro.records import encode_outbox_event
 from adapters.kafka.config import producer_config
 from adapters.kafka.producer import DeliveryReport, EventProducer
 from adapters.kafka.topics import TopicNames
-from bench.workload import connect, has_value_column
-from domain.records import EVENT_PUSH_REQUESTED, OutboxEvent
+from bench.workload import OUTBOX_COLUMNS, connect, has_value_column, outbox_event
+from domain.records import EVENT_PUSH_REQUESTED
 
 _CLAIM_ONE = (
-    "SELECT id, event_id, aggregate_type, aggregate_id, org_id, event_type, payload, headers,"
-    " created_at, {value} FROM outbox_event WHERE published_at IS NULL"
+    f"SELECT {OUTBOX_COLUMNS}, {{value}} FROM outbox_event WHERE published_at IS NULL"
     " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 _MARK_ONE = "UPDATE outbox_event SET published_at = now() WHERE id = %s"
-
-
-def _event(row: Sequence[Any]) -> OutboxEvent:
-    seq, event_id, aggregate_type, aggregate_id, org_id, event_type, payload, headers, at, value = (
-        row
-    )
-    return OutboxEvent(
-        event_id=uuid.UUID(str(event_id)),
-        aggregate_type=aggregate_type,
-        aggregate_id=uuid.UUID(str(aggregate_id)),
-        org_id=uuid.UUID(str(org_id)),
-        event_type=event_type,
-        payload=payload,
-        headers={str(k): str(v) for k, v in headers.items()},
-        created_at=at,
-        id=int(seq),
-        value=None if value is None else bytes(value),
-    )
 
 
 def run_textbook(
@@ -84,7 +63,7 @@ def run_textbook(
                 if row is None:
                     conn.rollback()
                     break
-                event = _event(row)
+                event = outbox_event(row)
                 if event.event_type != EVENT_PUSH_REQUESTED:
                     raise SystemExit(f"textbook relay: unexpected event type {event.event_type}")
                 producer.produce(

@@ -13,7 +13,7 @@ import importlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -194,24 +194,42 @@ def check_values(conn: Any, sample: int = 50) -> None:
     """Raise unless sampled rows' ``value`` is what the writer's encoder gives for the row."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT event_id, aggregate_type, aggregate_id, org_id, event_type, payload, headers,"
-            " created_at, value FROM outbox_event TABLESAMPLE SYSTEM (5) LIMIT %s",
+            f"SELECT {OUTBOX_COLUMNS}, value FROM outbox_event TABLESAMPLE SYSTEM (5) LIMIT %s",
             (sample,),
         )
         rows = cur.fetchall()
-    for event_id, kind, aggregate, org, event_type, payload, headers, created, value in rows:
-        event = OutboxEvent(
-            event_id=uuid.UUID(str(event_id)),
-            aggregate_type=kind,
-            aggregate_id=uuid.UUID(str(aggregate)),
-            org_id=uuid.UUID(str(org)),
-            event_type=event_type,
-            payload=payload,
-            headers=headers,
-            created_at=created,
-        )
-        if outbox_value(event) != bytes(value):
-            raise RuntimeError(f"backlog row {event_id}: stored value differs from its encoding")
+    for row in rows:
+        event = outbox_event(row)
+        stored = event.value
+        if outbox_value(replace(event, value=None)) != stored:
+            raise RuntimeError(
+                f"backlog row {event.event_id}: stored value differs from its encoding"
+            )
+
+
+#: Columns :func:`outbox_event` reads, in its order (``value`` follows them).
+OUTBOX_COLUMNS = (
+    "id, event_id, aggregate_type, aggregate_id, org_id, event_type, payload, headers, created_at"
+)
+
+
+def outbox_event(row: Sequence[Any]) -> OutboxEvent:
+    """The :class:`OutboxEvent` of a row of :data:`OUTBOX_COLUMNS` plus ``value``."""
+    seq, event_id, aggregate_type, aggregate_id, org_id, event_type, payload, headers, at, value = (
+        row
+    )
+    return OutboxEvent(
+        event_id=uuid.UUID(str(event_id)),
+        aggregate_type=aggregate_type,
+        aggregate_id=uuid.UUID(str(aggregate_id)),
+        org_id=uuid.UUID(str(org_id)),
+        event_type=event_type,
+        payload=payload,
+        headers={str(k): str(v) for k, v in headers.items()},
+        created_at=at,
+        id=int(seq),
+        value=None if value is None else bytes(value),
+    )
 
 
 def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
