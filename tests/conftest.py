@@ -34,7 +34,15 @@ __all__ = ["SftpServer"]
 
 TESTS_DIR = Path(__file__).resolve().parent
 SERVICE_FIXTURES = frozenset(
-    {"endpoints", "database_url", "kafka_bootstrap_servers", "sftp_server", "service_resolver"}
+    {
+        "endpoints",
+        "database_url",
+        "kafka_bootstrap_servers",
+        "sftp_server",
+        "service_resolver",
+        "tryton_server",
+        "tryton_template",
+    }
 )
 BACKENDS = ("auto", "env", "docker", "local")
 POSTGRES_IMAGE = "postgres:15"

@@ -272,6 +272,7 @@ class TrytonClient:
             with self._opener(request, self._timeout(stage)) as response:
                 payload = response.read()
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the response and its socket
             raise self._http_error(exc.code, method, stage) from None
         except TimeoutError:
             raise ConnectorTransientError(
