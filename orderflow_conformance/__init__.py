@@ -18,20 +18,5 @@ import pytest
 # Plain asserts in the suite explain their failures like those in test modules.
 pytest.register_assert_rewrite("orderflow_conformance.connector_contract")
 
-from orderflow_conformance.connector_contract import (  # noqa: E402
-    ENTRY_POINT_GROUP,
-    MIN_SECRET_CHARS,
-    ConnectorContract,
-    assert_no_secret,
-    load_connector_class,
-    make_draft_order,
-)
-
-__all__ = [
-    "ENTRY_POINT_GROUP",
-    "MIN_SECRET_CHARS",
-    "ConnectorContract",
-    "assert_no_secret",
-    "load_connector_class",
-    "make_draft_order",
-]
+from orderflow_conformance.connector_contract import *  # noqa: E402, F403
+from orderflow_conformance.connector_contract import __all__ as __all__  # noqa: E402

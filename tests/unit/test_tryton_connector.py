@@ -246,3 +246,14 @@ def test_pyproject_declares_the_entry_point_of_the_tryton_connector() -> None:
     loaded = EntryPoint("TRYTON", value, ENTRY_POINT_GROUP).load()
     assert loaded is TrytonConnector
     assert loaded.connector_type == "TRYTON"
+
+
+def test_a_server_text_echoing_the_password_is_scrubbed_and_keeps_its_class() -> None:
+    from adapters.connectors.tryton import TrytonUserError
+
+    error = TrytonUserError(f"refused {PASSWORD}!", stage="export", fault="UserWarning")
+    clean = TrytonConnector().sanitised_error(error, CONFIG)
+    assert type(clean) is TrytonUserError
+    assert (clean.stage, clean.fault, clean.retryable) == ("export", "UserWarning", False)
+    assert clean.message == str(clean) == "refused ***!"
+    assert PASSWORD not in repr(clean)

@@ -26,7 +26,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,12 +39,10 @@ from adapters.connectors.tryton.jsonrpc import (
     Opener,
     SessionExpiredError,
     TrytonClient,
-    TrytonUserError,
 )
 from domain.config_schema import (
     ConfigField,
     ConfigSchema,
-    ConfigValidationError,
     ErrorCode,
     FieldError,
     FieldType,
@@ -76,6 +73,9 @@ SALE_MODEL = "sale.sale"
 
 STAGE_CONFIG = "config"
 STAGE_DOCUMENT = "document"
+#: The checks of test_connection, in order.
+STAGES: tuple[str, ...] = (STAGE_CONFIG, STAGE_REACHABLE, STAGE_VERSION, STAGE_AUTH,
+                           STAGE_PERMISSION)
 
 CONFIG_SCHEMA = ConfigSchema(
     fields=(
@@ -181,17 +181,6 @@ class TrytonConnector(BaseConnector):
     def __repr__(self) -> str:
         return f"TrytonConnector(sessions={len(self._sessions)})"
 
-    def __enter__(self) -> TrytonConnector:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
         """Log out every cached session."""
         with self._lock:
@@ -205,12 +194,6 @@ class TrytonConnector(BaseConnector):
     def config_errors(self, config: object) -> list[FieldError]:
         """Return every problem of ``config`` (schema and URL checks)."""
         return config_errors(config)
-
-    def validate_config(self, config: object) -> None:
-        """Raise ``ConfigValidationError`` listing every problem of ``config`` at once."""
-        errors = self.config_errors(config)
-        if errors:
-            raise ConfigValidationError(errors)
 
     # -- sessions ---------------------------------------------------------------------
 
@@ -260,7 +243,7 @@ class TrytonConnector(BaseConnector):
             except SessionExpiredError:
                 return self._export(cfg, draft_order, key, lines)  # one fresh login
         except ConnectorError as exc:
-            raise self._sanitised(exc, config) from None
+            raise self.sanitised_error(exc, config) from None
 
     def _export(
         self, cfg: Mapping[str, Any], draft_order: Any, key: str, lines: Sequence[_Line]
@@ -360,39 +343,14 @@ class TrytonConnector(BaseConnector):
             },
         )
 
-    def _sanitised(self, exc: ConnectorError, config: object) -> ConnectorError:
-        """Return ``exc``, or a copy with every secret of ``config`` masked out of its text."""
-        if not isinstance(config, Mapping) or isinstance(exc, ConfigValidationError):
-            return exc  # field errors never carry values
-        message = self.safe_message(exc.message, config)
-        if message == exc.message:
-            return exc
-        if isinstance(exc, TrytonUserError):
-            return TrytonUserError(message, stage=exc.stage, fault=exc.fault)
-        return type(exc)(message, stage=exc.stage)
-
     # -- test_connection --------------------------------------------------------------
 
     def test_connection(self, config: Mapping[str, Any]) -> TestResult:
         """Check config, reachability, version, login and permission; never raises."""
-        details: dict[str, Any] = {"stages_passed": []}
-        passed: list[str] = details["stages_passed"]
-        with self.measure_latency("tryton_connection_test") as timer:
-            try:
-                self._run_checks(config, details, passed)
-            except ConnectorError as exc:
-                error = self._sanitised(exc, config)
-                return self.build_test_result(False, timer.latency_ms, error.message,
-                                              stage=error.stage or STAGE_CONFIG,
-                                              details=details)
-            except Exception as exc:  # test_connection never raises
-                stage = _next_stage(passed)
-                self.logger.error("Connection test failed unexpectedly: %s", type(exc).__name__)
-                return self.build_test_result(
-                    False, timer.latency_ms,
-                    f"Unexpected {type(exc).__name__} during the {stage} check",
-                    stage=stage, details=details)
-            return self.build_test_result(True, timer.latency_ms, details=details)
+        return self.run_staged_test(
+            "tryton_connection_test", config,
+            lambda details, passed: self._run_checks(config, details, passed), STAGES,
+        )
 
     def _run_checks(
         self, config: Mapping[str, Any], details: dict[str, Any], passed: list[str]
@@ -429,11 +387,3 @@ class TrytonConnector(BaseConnector):
             passed.append(STAGE_PERMISSION)
         finally:
             client.logout()
-
-
-def _next_stage(passed: Sequence[str]) -> str:
-    order = (STAGE_CONFIG, STAGE_REACHABLE, STAGE_VERSION, STAGE_AUTH, STAGE_PERMISSION)
-    for stage in order:
-        if stage not in passed:
-            return stage
-    return STAGE_PERMISSION
