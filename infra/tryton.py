@@ -190,19 +190,23 @@ def ensure_template(*, progress: Progress = _quiet) -> Path:
         log = scratch / "build.log"
         started = time.monotonic()
         progress(f"tryton: building the template database in {scratch} (about a minute)")
-        config = _write_config(scratch)
-        (scratch / f"{TEMPLATE_NAME}.sqlite").touch()  # trytond-admin needs the file
-        password_file = scratch / "admin-password"
-        password_file.write_text(ADMIN_PASSWORD + "\n")
-        env = {**os.environ, "TRYTONPASSFILE": str(password_file)}
-        _run([_executable("trytond-admin"), "-c", str(config), "-d", TEMPLATE_NAME,
-              "--all", "-u", "sale", "--activate-dependencies",
-              "--email", "admin@orderflow.invalid"], log, env=env)
-        _run([sys.executable, "-m", "infra.tryton_seed", "--config", str(config),
-              "--database", TEMPLATE_NAME], log,
-             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
-        password_file.unlink()
-        config.unlink()
+        try:
+            config = _write_config(scratch)
+            (scratch / f"{TEMPLATE_NAME}.sqlite").touch()  # trytond-admin needs the file
+            password_file = scratch / "admin-password"
+            password_file.write_text(ADMIN_PASSWORD + "\n")
+            env = {**os.environ, "TRYTONPASSFILE": str(password_file)}
+            _run([_executable("trytond-admin"), "-c", str(config), "-d", TEMPLATE_NAME,
+                  "--all", "-u", "sale", "--activate-dependencies",
+                  "--email", "admin@orderflow.invalid"], log, env=env)
+            _run([sys.executable, "-m", "infra.tryton_seed", "--config", str(config),
+                  "--database", TEMPLATE_NAME], log,
+                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+            password_file.unlink()
+            config.unlink()
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)  # the error quotes the build log
+            raise
         shutil.rmtree(target, ignore_errors=True)
         scratch.rename(target)
         progress(f"tryton: template ready in {time.monotonic() - started:.0f}s: {template}")
