@@ -14,6 +14,8 @@ BENCH_STAMP := $(VENV)/.bench-installed
 INFRA_DIR := $(if $(ORDERFLOW_INFRA_DIR),$(ORDERFLOW_INFRA_DIR),$(CURDIR)/.infra)
 ENDPOINTS := $(INFRA_DIR)/endpoints.env
 PYTEST_ARGS ?=
+# Where `make demo` exports to: dropzone (SFTP) or tryton (a local Tryton ERP).
+ERP ?= dropzone
 
 # Run a command with the endpoints of `make infra-up` exported.
 WITH_ENDPOINTS = set -a && source "$(ENDPOINTS)" && set +a &&
@@ -60,8 +62,8 @@ lint: venv ## ruff + mypy --strict
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-demo: venv deps-system infra-up ## the pipeline end to end: N approvals -> relay -> Kafka -> worker -> SFTP (DEMO_ORDERS=N, DEMO_ARGS="--rate R")
-	$(WITH_ENDPOINTS) $(PY) -m entrypoints.demo $(DEMO_ARGS)
+demo: venv deps-system infra-up ## the pipeline end to end: approvals -> relay -> Kafka -> worker -> ERP (ERP=dropzone|tryton, DEMO_ORDERS=N, DEMO_ARGS="--rate R")
+	$(WITH_ENDPOINTS) $(PY) -m entrypoints.demo --erp $(ERP) $(DEMO_ARGS)
 
 demo-sync: venv deps-system infra-up ## the connector framework without Kafka (PushOrchestrator, DEMO_ORDERS=N)
 	$(WITH_ENDPOINTS) $(PY) -m entrypoints.sync_demo $(DEMO_ARGS)

@@ -40,11 +40,10 @@ from domain.repositories import UnitOfWork
 from entrypoints import bootstrap
 from entrypoints.demo_processes import ChildProcess, ServiceProcessError
 from entrypoints.demo_support import (
-    CONNECTOR_TYPE,
-    count_dropzone_files,
+    ERP_TARGETS,
+    ErpTarget,
     create_demo_organisation,
     demo_order,
-    dropzone_config,
     ensure_master_key,
     percentile,
     state_dir,
@@ -62,6 +61,9 @@ DEFAULT_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 30.0
 #: Longest wait for relay and worker to report that they are ready.
 READY_TIMEOUT_S = 60.0
+#: Orders approved by default (``--orders``, ``$DEMO_ORDERS``); fewer for Tryton.
+DEFAULT_ORDERS = 1000
+DEFAULT_TRYTON_ORDERS = 50
 #: Approvals per second by default (``--rate``); 0 approves as fast as possible.
 DEFAULT_RATE = 200.0
 
@@ -204,12 +206,18 @@ class DemoOptions:
     #: Approvals per second; 0 approves as fast as the database allows.
     rate: float = DEFAULT_RATE
     timeout_s: float = DEFAULT_TIMEOUT_S
+    #: Where to export: a key of ``ERP_TARGETS`` (``make demo ERP=tryton``).
+    erp: str = "dropzone"
     #: Keep the run's own database afterwards (it is dropped by default).
     keep_database: bool = False
 
 
 def _services(
-    database_url: str, bootstrap_servers: str, options: DemoOptions, logs: Path
+    database_url: str,
+    bootstrap_servers: str,
+    options: DemoOptions,
+    logs: Path,
+    worker_args: Sequence[str] = (),
 ) -> tuple[ChildProcess, ChildProcess]:
     """The relay and the push worker of this run (not started)."""
     common = [
@@ -235,6 +243,7 @@ def _services(
             f"{options.topic_prefix}-push",
             "--retry-tiers",
             str(RETRY_TIERS),
+            *worker_args,
         ],
         logs / f"demo-{options.topic_prefix}-worker.log",
     )
@@ -323,15 +332,17 @@ def _run(engine: Engine, database_url: str, options: DemoOptions) -> int:
 
     bootstrap_servers = _kafka()
     topics = TopicNames(options.topic_prefix, retry_tiers=RETRY_TIERS)
-    config = dropzone_config()
+    target = ERP_TARGETS[options.erp]()
     factory = bootstrap.session_factory(engine=engine)
     uow = bootstrap.sql_unit_of_work(session_factory=factory)
-    org_id = create_demo_organisation(uow, CONNECTOR_TYPE, config)
+    org_id = create_demo_organisation(uow, target.connector_type, target.config)
     if org_id is None:
         return 1
 
     ensure_topics(bootstrap_servers, topics, partitions=PARTITIONS)
-    relay, worker = _services(database_url, bootstrap_servers, options, state_dir() / "logs")
+    relay, worker = _services(
+        database_url, bootstrap_servers, options, state_dir() / "logs", target.worker_args
+    )
     results = _Results(org_id)
     reader_stop = threading.Event()
     reader = _Thread(
@@ -384,7 +395,7 @@ def _run(engine: Engine, database_url: str, options: DemoOptions) -> int:
         print(f"relay log:\n{relay.tail()}\npush worker log:\n{worker.tail()}")
     return _report(
         engine,
-        config,
+        target,
         org_id,
         topics.dlq,
         options,
@@ -398,7 +409,7 @@ def _run(engine: Engine, database_url: str, options: DemoOptions) -> int:
 
 def _report(
     engine: Engine,
-    config: dict[str, object],
+    target: ErpTarget,
     org_id: uuid.UUID,
     dlq_topic: str,
     options: DemoOptions,
@@ -421,7 +432,7 @@ def _report(
         (read_at[order] - committed_at.get(order, approved_at[order])) * 1000 for order in read_at
     ]
     dlq = _count_records(_kafka(), dlq_topic)
-    files = count_dropzone_files(config, org_id)
+    files = target.count_documents(org_id)
     exported_twice = _successful_exports_beyond_one(engine, org_id)
     duplicates = exported_twice + max(0, files - succeeded)
     p50 = percentile(latencies_ms, 0.50)
@@ -433,7 +444,7 @@ def _report(
         ("succeeded", str(succeeded)),
         ("failed", str(failed)),
         ("dead letters", str(dlq)),
-        ("dropzone files", str(files)),
+        (target.documents, str(files)),
         ("duplicates", str(duplicates)),
         ("total time", f"{elapsed_s:.1f} s ({len(statuses) / max(elapsed_s, 1e-9):.0f} orders/s)"),
         ("latency p50", f"{p50:.0f} ms"),
@@ -462,10 +473,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
+        "--erp",
+        choices=sorted(ERP_TARGETS),
+        default=os.environ.get("ERP") or "dropzone",
+        help="where to export: the SFTP dropzone or a local Tryton (default $ERP or dropzone)",
+    )
+    parser.add_argument(
         "--orders",
         type=int,
-        default=int(os.environ.get("DEMO_ORDERS", "1000")),
-        help="how many draft orders to approve (default $DEMO_ORDERS or 1000)",
+        default=None,
+        help="how many draft orders to approve (default $DEMO_ORDERS, else 1000; 50 for tryton,"
+        " whose SQLite database takes one write at a time)",
     )
     parser.add_argument(
         "--rate",
@@ -490,6 +508,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="keep this run's database afterwards to inspect it (dropped by default)",
     )
     args = parser.parse_args(argv)
+    if args.orders is None:
+        default = DEFAULT_ORDERS if args.erp != "tryton" else DEFAULT_TRYTON_ORDERS
+        args.orders = int(os.environ.get("DEMO_ORDERS") or default)
     if args.orders < 1:
         parser.error("--orders must be at least 1")
     if args.rate < 0:
@@ -513,6 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate=args.rate,
         timeout_s=args.timeout,
         keep_database=args.keep_database,
+        erp=args.erp,
     )
     try:
         return run(options)

@@ -207,6 +207,17 @@ def test_an_expired_session_is_reported_so_the_caller_can_log_in_again() -> None
     assert not rpc.logged_in
 
 
+def test_a_session_deleted_under_a_request_is_an_expired_session_not_a_rejection() -> None:
+    # Tryton raises this UserError when the session record vanished mid-request
+    # (concurrent logins under load): the order is fine, a fresh login will do.
+    message = 'You are trying to read records "98" of "Session" that don\'t exist.'
+    rpc = client(server(lambda url, payload, headers: {"error": ["UserError", [message, ""]]}))
+    rpc.login("admin", PASSWORD)
+    with pytest.raises(SessionExpiredError):
+        rpc.model("sale.sale", "create", [{}])
+    assert not rpc.logged_in
+
+
 def test_an_answer_that_is_not_json_is_an_error() -> None:
     def open_(request: urllib.request.Request, timeout: float) -> FakeResponse:
         return FakeResponse(b"<html>proxy error</html>")

@@ -294,7 +294,10 @@ class TrytonClient:
             raise ConnectorError(f"Tryton sent a malformed JSON-RPC answer to {method}",
                                  stage=stage)
         if reply.get("error") is not None:
-            raise self._fault(reply["error"], method, stage)
+            fault = self._fault(reply["error"], method, stage)
+            if isinstance(fault, SessionExpiredError):
+                self._authorization = None  # log in again before the next call
+            raise fault
         return reply.get("result")
 
     def _http_error(self, code: int, method: str, stage: str) -> ConnectorError:
@@ -328,6 +331,12 @@ class TrytonClient:
                 if name == "UserWarning" and texts:
                     texts = texts[1:]  # the first element is the warning's name
                 message = " - ".join(texts) or name
+                if _SESSION_VANISHED in message:
+                    # Tryton deleted the session record while this request used it
+                    # (seen under load with concurrent logins): not the order's fault.
+                    return SessionExpiredError(
+                        f"The Tryton session vanished during {method}", stage=STAGE_AUTH
+                    )
                 return TrytonUserError(f"Tryton refused {method}: {_clip(message)}",
                                        stage=stage, fault=name)
             if name == "ConcurrencyException":
@@ -342,5 +351,14 @@ class TrytonClient:
         return ConnectorError(f"Tryton failed on {method}", stage=stage)
 
 
-class SessionExpiredError(ConnectorConfigError):
-    """The server no longer knows the session (HTTP 401 after login): log in again."""
+#: Part of the UserError Tryton raises when a request's session record is gone.
+_SESSION_VANISHED = 'of "Session" that don\'t exist'
+
+
+class SessionExpiredError(ConnectorTransientError):
+    """The server no longer knows the session (HTTP 401 after login): log in again.
+
+    Transient: the connector retries once with a fresh login; if the new session
+    is lost too (a server under heavy load), the pipeline's retry tiers try later,
+    and the retry finds a sale already created by reference.
+    """
