@@ -10,14 +10,18 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 INFRA_DIR := $(if $(ORDERFLOW_INFRA_DIR),$(ORDERFLOW_INFRA_DIR),$(CURDIR)/.infra)
 ENDPOINTS := $(INFRA_DIR)/endpoints.env
 PYTEST_ARGS ?=
+# Where `make demo` exports to: dropzone (SFTP) or tryton (a local Tryton ERP).
+ERP ?= dropzone
 
 # Run a command with the endpoints of `make infra-up` exported.
 WITH_ENDPOINTS = set -a && source "$(ENDPOINTS)" && set +a &&
 
-.PHONY: help venv deps-system infra-up infra-down infra-status infra-clean migrate test lint demo demo-sync chaos chaos-quick
+.PHONY: help venv deps-system infra-up infra-down infra-status infra-clean migrate test lint demo demo-sync \
+	bench bench-quick bench-readme profile-relay chaos chaos-quick
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -58,11 +62,31 @@ lint: venv ## ruff + mypy --strict
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-demo: venv deps-system infra-up ## the pipeline end to end: N approvals -> relay -> Kafka -> worker -> SFTP (DEMO_ORDERS=N, DEMO_ARGS="--rate R")
-	$(WITH_ENDPOINTS) $(PY) -m entrypoints.demo $(DEMO_ARGS)
+demo: venv deps-system infra-up ## the pipeline end to end: approvals -> relay -> Kafka -> worker -> ERP (ERP=dropzone|tryton, DEMO_ORDERS=N, DEMO_ARGS="--rate R")
+	$(WITH_ENDPOINTS) $(PY) -m entrypoints.demo --erp $(ERP) $(DEMO_ARGS)
 
 demo-sync: venv deps-system infra-up ## the connector framework without Kafka (PushOrchestrator, DEMO_ORDERS=N)
 	$(WITH_ENDPOINTS) $(PY) -m entrypoints.sync_demo $(DEMO_ARGS)
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	@touch $@
+
+BENCH_ARGS ?=
+
+bench: $(BENCH_STAMP) deps-system infra-up ## benchmarks of issue 6, full size (bench/results/summary.json, plots, README table)
+	$(WITH_ENDPOINTS) $(PY) -m bench --mode full --command "make bench" --update-readme $(BENCH_ARGS)
+
+bench-quick: $(BENCH_STAMP) deps-system infra-up ## the same benchmarks, smaller (under 5 minutes)
+	$(WITH_ENDPOINTS) $(PY) -m bench --mode quick --command "make bench-quick" --update-readme $(BENCH_ARGS)
+
+bench-readme: venv ## print the Benchmarks table of bench/results/summary.json and write it into README.md
+	$(PY) -m bench.readme_table --update-readme
+
+PROFILE_EVENTS ?= 100000
+
+profile-relay: $(BENCH_STAMP) deps-system infra-up ## py-spy flame graph of the relay draining PROFILE_EVENTS events (bench/results/profile-relay.svg)
+	$(WITH_ENDPOINTS) $(PY) -m bench.profile_relay --events $(PROFILE_EVENTS)
 
 chaos: venv deps-system ## 10,000 orders through the real pipeline under kills and outages (own infra in .infra-chaos/; CHAOS_ARGS="--seed S")
 	$(PY) -m chaos $(CHAOS_ARGS)

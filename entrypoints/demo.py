@@ -1,6 +1,7 @@
 """``make demo``: the event pipeline end to end on the local services.
 
-Migrates the database, creates an organisation with an encrypted
+Creates a database of its own next to ``$DATABASE_URL``'s (dropped at the end
+unless ``--keep-database``), migrates it, creates an organisation with an encrypted
 DROPZONE_JSON_V1 connection to the local SFTP server, starts the outbox relay
 and the push worker as their own processes (``python -m producer.relay`` and
 ``python -m consumer.worker``, on a topic prefix and consumer group of this
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -32,16 +34,16 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from adapters.postgres import migrate
+from adapters.postgres.admin import create_database, drop_database
 from adapters.postgres.engine import make_engine
 from domain.repositories import UnitOfWork
 from entrypoints import bootstrap
 from entrypoints.demo_processes import ChildProcess, ServiceProcessError
 from entrypoints.demo_support import (
-    CONNECTOR_TYPE,
-    count_dropzone_files,
+    ERP_TARGETS,
+    ErpTarget,
     create_demo_organisation,
     demo_order,
-    dropzone_config,
     ensure_master_key,
     follow_push_results,
     percentile,
@@ -60,6 +62,9 @@ DEFAULT_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 30.0
 #: Longest wait for relay and worker to report that they are ready.
 READY_TIMEOUT_S = 60.0
+#: Orders approved by default (``--orders``, ``$DEMO_ORDERS``); fewer for Tryton.
+DEFAULT_ORDERS = 1000
+DEFAULT_TRYTON_ORDERS = 50
 #: Approvals per second by default (``--rate``); 0 approves as fast as possible.
 DEFAULT_RATE = 200.0
 
@@ -185,10 +190,18 @@ class DemoOptions:
     #: Approvals per second; 0 approves as fast as the database allows.
     rate: float = DEFAULT_RATE
     timeout_s: float = DEFAULT_TIMEOUT_S
+    #: Where to export: a key of ``ERP_TARGETS`` (``make demo ERP=tryton``).
+    erp: str = "dropzone"
+    #: Keep the run's own database afterwards (it is dropped by default).
+    keep_database: bool = False
 
 
 def _services(
-    database_url: str, bootstrap_servers: str, options: DemoOptions, logs: Path
+    database_url: str,
+    bootstrap_servers: str,
+    options: DemoOptions,
+    logs: Path,
+    worker_args: Sequence[str] = (),
 ) -> tuple[ChildProcess, ChildProcess]:
     """The relay and the push worker of this run (not started)."""
     common = [
@@ -214,6 +227,7 @@ def _services(
             f"{options.topic_prefix}-push",
             "--retry-tiers",
             str(RETRY_TIERS),
+            *worker_args,
         ],
         logs / f"demo-{options.topic_prefix}-worker.log",
     )
@@ -260,25 +274,41 @@ def _kafka() -> str:
     return value
 
 
+def _database_name(topic_prefix: str) -> str:
+    """The demo run's own database name (PostgreSQL identifiers: ``[a-z0-9_]``, 63 max)."""
+    return re.sub(r"[^a-z0-9_]", "_", f"orderflow_{topic_prefix}".lower())[:63]
+
+
 def run(options: DemoOptions) -> int:
-    """Run the pipeline demo; return the process exit status."""
+    """Run the pipeline demo in a database of its own; return the process exit status.
+
+    The run's database is created next to ``$DATABASE_URL``'s (so events an
+    earlier or other user of that database left in its outbox do not mix into
+    the figures) and dropped at the end unless ``options.keep_database``.
+    """
     settings = Settings.from_env()
-    database_url = settings.require_database_url()
+    server_url = settings.require_database_url()
     _kafka()
     key_source = ensure_master_key(state_dir())
-
-    migrate.upgrade(database_url)
-    print(f"database migrated to {migrate.current_revision(database_url)}")
-    print(f"master key: {key_source}")
-
-    engine = make_engine(database_url)
+    name = _database_name(options.topic_prefix)
+    database_url = create_database(server_url, name)
     try:
-        return _run(engine, database_url, options)
-    except ServiceProcessError as exc:
-        print(f"demo: {exc}", file=sys.stderr)
-        return 1
+        migrate.upgrade(database_url)
+        print(f"database {name} created and migrated to {migrate.current_revision(database_url)}")
+        print(f"master key: {key_source}")
+        engine = make_engine(database_url)
+        try:
+            return _run(engine, database_url, options)
+        except ServiceProcessError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            engine.dispose()
     finally:
-        engine.dispose()
+        if options.keep_database:
+            print(f"database {name} kept for inspection (DATABASE_URL of this run: same server)")
+        else:
+            drop_database(server_url, name)
 
 
 def _run(engine: Engine, database_url: str, options: DemoOptions) -> int:
@@ -286,15 +316,17 @@ def _run(engine: Engine, database_url: str, options: DemoOptions) -> int:
 
     bootstrap_servers = _kafka()
     topics = TopicNames(options.topic_prefix, retry_tiers=RETRY_TIERS)
-    config = dropzone_config()
+    target = ERP_TARGETS[options.erp]()
     factory = bootstrap.session_factory(engine=engine)
     uow = bootstrap.sql_unit_of_work(session_factory=factory)
-    org_id = create_demo_organisation(uow, CONNECTOR_TYPE, config)
+    org_id = create_demo_organisation(uow, target.connector_type, target.config)
     if org_id is None:
         return 1
 
     ensure_topics(bootstrap_servers, topics, partitions=PARTITIONS)
-    relay, worker = _services(database_url, bootstrap_servers, options, state_dir() / "logs")
+    relay, worker = _services(
+        database_url, bootstrap_servers, options, state_dir() / "logs", target.worker_args
+    )
     results = _Results(org_id)
     reader_stop = threading.Event()
     reader = _Thread(
@@ -347,7 +379,7 @@ def _run(engine: Engine, database_url: str, options: DemoOptions) -> int:
         print(f"relay log:\n{relay.tail()}\npush worker log:\n{worker.tail()}")
     return _report(
         engine,
-        config,
+        target,
         org_id,
         topics.dlq,
         options,
@@ -361,7 +393,7 @@ def _run(engine: Engine, database_url: str, options: DemoOptions) -> int:
 
 def _report(
     engine: Engine,
-    config: dict[str, object],
+    target: ErpTarget,
     org_id: uuid.UUID,
     dlq_topic: str,
     options: DemoOptions,
@@ -384,7 +416,7 @@ def _report(
         (read_at[order] - committed_at.get(order, approved_at[order])) * 1000 for order in read_at
     ]
     dlq = _count_records(_kafka(), dlq_topic)
-    files = count_dropzone_files(config, org_id)
+    files = target.count_documents(org_id)
     exported_twice = _successful_exports_beyond_one(engine, org_id)
     duplicates = exported_twice + max(0, files - succeeded)
     p50 = percentile(latencies_ms, 0.50)
@@ -396,7 +428,7 @@ def _report(
         ("succeeded", str(succeeded)),
         ("failed", str(failed)),
         ("dead letters", str(dlq)),
-        ("dropzone files", str(files)),
+        (target.documents, str(files)),
         ("duplicates", str(duplicates)),
         ("total time", f"{elapsed_s:.1f} s ({len(statuses) / max(elapsed_s, 1e-9):.0f} orders/s)"),
         ("latency p50", f"{p50:.0f} ms"),
@@ -425,10 +457,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
+        "--erp",
+        choices=sorted(ERP_TARGETS),
+        default=os.environ.get("ERP") or "dropzone",
+        help="where to export: the SFTP dropzone or a local Tryton (default $ERP or dropzone)",
+    )
+    parser.add_argument(
         "--orders",
         type=int,
-        default=int(os.environ.get("DEMO_ORDERS", "1000")),
-        help="how many draft orders to approve (default $DEMO_ORDERS or 1000)",
+        default=None,
+        help="how many draft orders to approve (default $DEMO_ORDERS, else 1000; 50 for tryton,"
+        " whose SQLite database takes one write at a time)",
     )
     parser.add_argument(
         "--rate",
@@ -447,7 +486,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_TIMEOUT_S,
         help=f"longest wait for all PushResults, in seconds (default {DEFAULT_TIMEOUT_S:.0f})",
     )
+    parser.add_argument(
+        "--keep-database",
+        action="store_true",
+        help="keep this run's database afterwards to inspect it (dropped by default)",
+    )
     args = parser.parse_args(argv)
+    if args.orders is None:
+        default = DEFAULT_ORDERS if args.erp != "tryton" else DEFAULT_TRYTON_ORDERS
+        args.orders = int(os.environ.get("DEMO_ORDERS") or default)
     if args.orders < 1:
         parser.error("--orders must be at least 1")
     if args.rate < 0:
@@ -466,7 +513,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     options = DemoOptions(
-        orders=args.orders, topic_prefix=prefix, rate=args.rate, timeout_s=args.timeout
+        orders=args.orders,
+        topic_prefix=prefix,
+        rate=args.rate,
+        timeout_s=args.timeout,
+        keep_database=args.keep_database,
+        erp=args.erp,
     )
     try:
         return run(options)

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from domain.model import DraftOrder, OrderLine
 from domain.records import ConnectionRecord
 from domain.repositories import UnitOfWork
 
-#: The connector both demos export through.
+#: The connector both demos export through by default.
 CONNECTOR_TYPE = "DROPZONE_JSON_V1"
 
 
@@ -184,3 +185,56 @@ def follow_push_results(
                     on_result(decode_push_result(message.value), now)
                 except Exception:
                     logger.warning("Undecodable record on %s@%d", topic, message.offset)
+
+
+@dataclass(frozen=True)
+class ErpTarget:
+    """Where a demo exports to, and how it counts the documents that really landed there."""
+
+    #: ``make demo ERP=<name>``.
+    name: str
+    connector_type: str
+    config: dict[str, object]
+    #: What one exported draft order becomes there ("order files", "sale orders").
+    documents: str
+    #: Documents of one organisation, counted in the ERP itself (not via the connector).
+    count_documents: Callable[[uuid.UUID], int]
+    #: Extra flags of the push worker for this ERP.
+    worker_args: tuple[str, ...] = ()
+
+
+def dropzone_target() -> ErpTarget:
+    """The local SFTP dropzone (DROPZONE_JSON_V1), files counted over SFTP."""
+    config = dropzone_config()
+    return ErpTarget(
+        name="dropzone",
+        connector_type=CONNECTOR_TYPE,
+        config=config,
+        documents="order files in the SFTP dropzone",
+        count_documents=lambda org_id: count_dropzone_files(config, org_id),
+    )
+
+
+def tryton_target() -> ErpTarget:
+    """The local Tryton ERP (started if needed), sale orders counted in its database."""
+    from infra import tryton
+
+    server = tryton.ensure(progress=lambda message: print(f"[tryton] {message}"))
+    print(f"Tryton at {server.url} (database {server.database})")
+    return ErpTarget(
+        name="tryton",
+        connector_type="TRYTON",
+        # A request that times out may still commit later, and Tryton has no
+        # idempotency key: a retry searching the reference then finds nothing and
+        # creates a second sale. A generous timeout keeps that window closed here.
+        config=server.as_config(timeout_s=120),
+        documents="sale orders in Tryton",
+        count_documents=lambda org_id: tryton.count_sales(server, reference_prefix=f"{org_id}:"),
+    )
+
+
+#: ``make demo ERP=...`` choices.
+ERP_TARGETS: dict[str, Callable[[], ErpTarget]] = {
+    "dropzone": dropzone_target,
+    "tryton": tryton_target,
+}

@@ -11,7 +11,9 @@ Each service (PostgreSQL, Kafka, SFTP) is resolved on first use, independently:
 
 ``ORDERFLOW_TEST_BACKEND=env|docker|local`` forces one source (default ``auto``).
 Nothing is started unless a test asks for one of the fixtures ``endpoints``,
-``database_url``, ``kafka_bootstrap_servers`` or ``sftp_server``; unit tests must not.
+``database_url``, ``kafka_bootstrap_servers``, ``sftp_server`` or ``tryton_server``; unit
+tests must not. ``tryton_server`` is a real ``trytond`` (with ``sale``) per test module,
+started on a copy of a template database built once and cached on disk (``infra/tryton.py``).
 Tests under ``tests/integration`` and ``tests/e2e`` get the ``integration`` / ``e2e`` marker.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,12 +32,21 @@ from urllib.parse import urlparse
 import pytest
 
 from infra.endpoints import Endpoints, SftpServer
+from infra.tryton import TrytonServer, ensure_template, start_server, stop_server
 
 __all__ = ["SftpServer"]
 
 TESTS_DIR = Path(__file__).resolve().parent
 SERVICE_FIXTURES = frozenset(
-    {"endpoints", "database_url", "kafka_bootstrap_servers", "sftp_server", "service_resolver"}
+    {
+        "endpoints",
+        "database_url",
+        "kafka_bootstrap_servers",
+        "sftp_server",
+        "service_resolver",
+        "tryton_server",
+        "tryton_template",
+    }
 )
 BACKENDS = ("auto", "env", "docker", "local")
 POSTGRES_IMAGE = "postgres:15"
@@ -296,3 +308,31 @@ def endpoints(
         sftp_host_key=sftp_server.host_key_line,
         sftp_dropzone_dir=sftp_server.dropzone_dir,
     )
+
+
+#: Failed logins are counted within Tryton's session timeout and answered ever more
+#: slowly (then with HTTP 429); the tests try wrong passwords on purpose, so keep it short.
+TRYTON_SESSION_TIMEOUT_S = 3
+
+
+@pytest.fixture(scope="session")
+def tryton_template() -> str:
+    """The activated and seeded Tryton template database (built once, cached on disk)."""
+
+    def progress(message: str) -> None:
+        print(f"[tryton] {message}", file=sys.stderr, flush=True)
+
+    return str(ensure_template(progress=progress))
+
+
+@pytest.fixture(scope="module")
+def tryton_server(
+    tryton_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TrytonServer]:
+    """A ``trytond`` on 127.0.0.1 on a fresh copy of the template, private to the module."""
+    server = start_server(tmp_path_factory.mktemp("tryton"),
+                          session_timeout_s=TRYTON_SESSION_TIMEOUT_S)
+    try:
+        yield server
+    finally:
+        stop_server(server)

@@ -6,16 +6,17 @@ building and logging that never prints a secret.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Self
 
 from domain.config_schema import ConfigSchema, ErrorCode, FieldError
 from domain.config_schema import ConfigValidationError as ConfigValidationError
-from domain.ports import ConnectorConfigError, ERPConnectorPort, TestResult
+from domain.ports import ConnectorConfigError, ConnectorError, ERPConnectorPort, TestResult
 from domain.redaction import RedactedConfig, scrub
 
 
@@ -64,9 +65,15 @@ class BaseConnector(ERPConnectorPort):
                 FieldError(name, ErrorCode.REQUIRED, "is required") for name in missing
             )
 
+    def config_errors(self, config: object) -> list[FieldError]:
+        """Return every problem of ``config``; subclasses add cross-field checks."""
+        return self.config_schema.validate(config)
+
     def validate_config(self, config: Any) -> None:
-        """Validate ``config`` against ``config_schema``, reporting every error at once."""
-        self.config_schema.check(config)
+        """Raise ``ConfigValidationError`` listing every problem of ``config`` at once."""
+        errors = self.config_errors(config)
+        if errors:
+            raise ConfigValidationError(errors)
 
     def prepare_config(self, config: Mapping[str, Any]) -> RedactedConfig:
         """Validate, apply defaults and wrap ``config`` so it prints without secrets."""
@@ -92,6 +99,38 @@ class BaseConnector(ERPConnectorPort):
             secret_names = secret_names | config.secret_keys
         secrets = [str(config[k]) for k in secret_names if config.get(k)]
         return scrub(message, secrets)
+
+    def sanitised_error(self, exc: ConnectorError, config: object) -> ConnectorError:
+        """Return ``exc``, or a copy (same class and attributes) with secrets masked out.
+
+        For errors whose text came from a server or library; field errors of a
+        ``ConfigValidationError`` are scrubbed one by one.
+        """
+        if not isinstance(config, Mapping):
+            return exc
+        message = self.safe_message(exc.message, config)
+        if message == exc.message:
+            return exc
+        if isinstance(exc, ConfigValidationError):
+            return ConfigValidationError(
+                replace(error, message=self.safe_message(error.message, config))
+                for error in exc.errors
+            )
+        clean = copy.copy(exc)
+        clean.message = message
+        clean.args = (message,)
+        return clean
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release connections or sessions the connector keeps (none by default)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- timing and results ---------------------------------------------------
 
@@ -122,6 +161,53 @@ class BaseConnector(ERPConnectorPort):
             stage=None if success else stage,
             details=dict(details or {}),
         )
+
+    def run_staged_test(
+        self,
+        operation: str,
+        config: Any,
+        checks: Callable[[dict[str, Any], list[str]], None],
+        stages: Sequence[str],
+    ) -> TestResult:
+        """Run a staged ``test_connection``; never raises.
+
+        ``checks(details, passed)`` runs the checks in the order of ``stages``, appending
+        each stage's name to ``passed`` once it passed and filling ``details``; it raises a
+        ``ConnectorError`` with the failing ``stage`` on failure. Any other exception is
+        reported at the first stage not passed. Messages and string details are scrubbed
+        of the config's secrets; ``details["stages_passed"]`` lists the stages passed.
+        """
+        details: dict[str, Any] = {"stages_passed": []}
+        passed: list[str] = details["stages_passed"]
+        with self.measure_latency(operation) as timer:
+            try:
+                checks(details, passed)
+            except ConnectorError as exc:
+                error = self.sanitised_error(exc, config)
+                return self.build_test_result(
+                    False, timer.latency_ms, error.message,
+                    stage=error.stage or stages[0], details=self._scrubbed(details, config),
+                )
+            except Exception as exc:  # test_connection never raises
+                self.logger.error("Connection test failed unexpectedly: %s", type(exc).__name__)
+                stage = next((name for name in stages if name not in passed), stages[-1])
+                return self.build_test_result(
+                    False, timer.latency_ms,
+                    f"Unexpected {type(exc).__name__} during the {stage} check",
+                    stage=stage, details=self._scrubbed(details, config),
+                )
+            return self.build_test_result(
+                True, timer.latency_ms, details=self._scrubbed(details, config)
+            )
+
+    def _scrubbed(self, details: dict[str, Any], config: object) -> dict[str, Any]:
+        """Mask secrets in the string details (a secret pasted into the wrong field)."""
+        if not isinstance(config, Mapping):
+            return details
+        return {
+            key: self.safe_message(value, config) if isinstance(value, str) else value
+            for key, value in details.items()
+        }
 
     # -- logging --------------------------------------------------------------
 

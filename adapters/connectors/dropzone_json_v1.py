@@ -21,7 +21,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal, Inexact, InvalidOperation, Overflow, localcontext
 from typing import Any
 
@@ -50,7 +50,6 @@ from adapters.sftp.session import load_client_key
 from domain.config_schema import (
     ConfigField,
     ConfigSchema,
-    ConfigValidationError,
     ErrorCode,
     FieldError,
     FieldType,
@@ -535,12 +534,6 @@ class DropzoneJsonV1Connector(BaseConnector):
         """Return every problem of ``config`` (schema and cross-field checks)."""
         return config_errors(config)
 
-    def validate_config(self, config: object) -> None:
-        """Raise ``ConfigValidationError`` listing every problem of ``config`` at once."""
-        errors = self.config_errors(config)
-        if errors:
-            raise ConfigValidationError(errors)
-
     @staticmethod
     def connection_params(cfg: Mapping[str, Any]) -> SftpConnectionParams:
         """Build the SFTP connection parameters of a validated config (defaults applied)."""
@@ -578,7 +571,7 @@ class DropzoneJsonV1Connector(BaseConnector):
                 params = self.connection_params(cfg)
                 upload = self.pool.run(params, lambda session: self._upload(session, target, data))
             except ConnectorError as exc:
-                error = self._sanitised(exc, config)
+                error = self.sanitised_error(exc, config)
                 self.logger.warning(
                     "Export of draft order %s failed at stage %s: %s",
                     _safe_id(draft_order), error.stage, error.message,
@@ -639,21 +632,6 @@ class DropzoneJsonV1Connector(BaseConnector):
         directory = ensure_directory(session, target.remote_dir, target.org_dir_name)
         return atomic_upload(session, directory, target.filename, data)
 
-    def _sanitised(self, exc: ConnectorError, config: object) -> ConnectorError:
-        """Return ``exc``, or a copy with every secret of ``config`` masked out of its text."""
-        if not isinstance(config, Mapping):
-            return exc
-        message = self.safe_message(exc.message, config)
-        if message == exc.message:
-            return exc
-        if isinstance(exc, ConfigValidationError):
-            # Its constructor takes field errors, not a message: scrub each one.
-            return ConfigValidationError(
-                replace(error, message=self.safe_message(error.message, config))
-                for error in exc.errors
-            )
-        return type(exc)(message, stage=exc.stage)
-
     # -- test_connection --------------------------------------------------------------
 
     def test_connection(self, config: Mapping[str, Any]) -> TestResult:
@@ -663,37 +641,10 @@ class DropzoneJsonV1Connector(BaseConnector):
         a small hidden probe file into ``remote_dir`` via temp file + rename and deletes
         it. On failure, ``stage`` names the first check that failed.
         """
-        details: dict[str, Any] = {"stages_passed": []}
-        passed: list[str] = details["stages_passed"]
-        with self.measure_latency("dropzone_connection_test") as timer:
-            try:
-                self._run_checks(config, details, passed)
-            except ConnectorError as exc:
-                error = self._sanitised(exc, config)
-                return self.build_test_result(
-                    False, timer.latency_ms, error.message,
-                    stage=error.stage or STAGE_CONFIG, details=self._scrubbed(details, config),
-                )
-            except Exception as exc:  # test_connection never raises
-                self.logger.error("Connection test failed unexpectedly: %s", type(exc).__name__)
-                stage = _next_stage(passed)
-                return self.build_test_result(
-                    False, timer.latency_ms,
-                    f"Unexpected {type(exc).__name__} during the {stage} check",
-                    stage=stage, details=self._scrubbed(details, config),
-                )
-            return self.build_test_result(
-                True, timer.latency_ms, details=self._scrubbed(details, config)
-            )
-
-    def _scrubbed(self, details: dict[str, Any], config: object) -> dict[str, Any]:
-        """Mask secrets in the string details (a secret pasted into the wrong field)."""
-        if not isinstance(config, Mapping):
-            return details
-        return {
-            key: self.safe_message(value, config) if isinstance(value, str) else value
-            for key, value in details.items()
-        }
+        return self.run_staged_test(
+            "dropzone_connection_test", config,
+            lambda details, passed: self._run_checks(config, details, passed), _STAGES,
+        )
 
     def _run_checks(
         self, config: Mapping[str, Any], details: dict[str, Any], passed: list[str]
@@ -742,22 +693,11 @@ class DropzoneJsonV1Connector(BaseConnector):
         """Close the pooled SFTP sessions (the connector stays usable and reconnects)."""
         self.pool.close()
 
-    def __enter__(self) -> DropzoneJsonV1Connector:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(pool={self.pool!r})"
 
 
 _STAGES = (STAGE_CONFIG, "reachable", "host_key", "auth", STAGE_WRITE_PERMISSION)
-
-
-def _next_stage(passed: list[str]) -> str:
-    """Return the first check that has not passed yet (where an unexpected error struck)."""
-    return next((stage for stage in _STAGES if stage not in passed), STAGE_WRITE_PERMISSION)
 
 
 def _safe_id(draft_order: object) -> str:
