@@ -1,0 +1,106 @@
+"""A bad ENCRYPTION_MASTER_KEY for the commands that read the database before they need it.
+
+``orders push`` and ``connections test`` must stop with one line and change nothing
+(no push-log claim, no ``last_test_at``); the relay never decrypts, so it does not
+need the key at all (least privilege: it is not given a secret it has no use for).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from entrypoints.cli import EXIT_OK, main
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_KEY = os.urandom(32).hex()
+
+
+def cli(
+    env: dict[str, str], *argv: str, key: str | None = GOOD_KEY
+) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ENCRYPTION_")}
+    full.update(env)
+    if key is not None:
+        full["ENCRYPTION_MASTER_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "entrypoints.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=ROOT,
+        check=False,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def prepared(
+    migrated_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> tuple[dict[str, str], uuid.UUID, uuid.UUID]:
+    """An organisation with a MOCK connection and an approved order (good key)."""
+    monkeypatch.setenv("DATABASE_URL", migrated_db_url)
+    monkeypatch.setenv("ENCRYPTION_MASTER_KEY", GOOD_KEY)
+    org = uuid.uuid4()
+    config = tmp_path / "c.json"
+    config.write_text('{"mode": "success"}', encoding="utf-8")
+    create = ["connections", "create", "--org", str(org), "--type", "MOCK"]
+    assert main([*create, "--config-file", str(config)], out=io.StringIO()) == EXIT_OK
+    order = tmp_path / "o.json"
+    order.write_text('{"order_number": "SO-K1", "customer_code": "C"}', encoding="utf-8")
+    out = io.StringIO()
+    assert main(["orders", "approve", "--org", str(org), "--file", str(order)], out=out) == 0
+    order_id = uuid.UUID(out.getvalue().split('"draft_order_id": "')[1][:36])
+    return {"DATABASE_URL": migrated_db_url}, org, order_id
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (None, "ENCRYPTION_MASTER_KEY is not set"),
+        ("0" * 10, "ENCRYPTION_MASTER_KEY must be 64 hex characters"),
+        ("g" * 64, "ENCRYPTION_MASTER_KEY is not valid hex"),
+    ],
+    ids=["missing", "short", "non-hex"],
+)
+def test_commands_reading_the_database_first_stop_cleanly(
+    prepared: tuple[dict[str, str], uuid.UUID, uuid.UUID],
+    engine: Engine,
+    key: str | None,
+    expected: str,
+) -> None:
+    env, org, order = prepared
+    for argv in (
+        ["orders", "push", "--org", str(org), "--order", str(order)],
+        ["connections", "test", "--org", str(org)],
+    ):
+        result = cli(env, *argv, key=key)
+        assert result.returncode == 1, result
+        assert result.stderr.startswith("orderflow: error: ")
+        assert result.stderr.count("\n") == 1 and expected in result.stderr
+        assert result.stdout == ""
+    with engine.connect() as conn:
+        claims = conn.execute(
+            text("SELECT count(*) FROM erp_push_log WHERE draft_order_id = :id"), {"id": order}
+        ).scalar_one()
+        tested = conn.execute(
+            text("SELECT last_test_at FROM erp_connection WHERE org_id = :org"), {"org": org}
+        ).scalar_one()
+    assert (claims, tested) == (0, None)
+
+
+def test_relay_does_not_need_the_master_key(
+    prepared: tuple[dict[str, str], uuid.UUID, uuid.UUID], kafka_bootstrap_servers: str
+) -> None:
+    env, _, _ = prepared
+    prefix = f"it-nokey-{uuid.uuid4().hex[:8]}"
+    relay = ["relay", "--drain", "--topic-prefix", prefix, "--partitions", "1"]
+    result = cli({**env, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap_servers}, *relay, key=None)
+    assert result.returncode == 0, result.stderr
