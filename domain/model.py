@@ -108,11 +108,12 @@ def _nul_paths(value: Any, path: str) -> Iterator[str]:
 
 
 def storage_problem(order: DraftOrder) -> str | None:
-    """Say why ``order`` cannot be stored (PostgreSQL text/JSONB), or return ``None``.
+    """Say why ``order`` cannot be recorded (approved, or claimed in the push log), or ``None``.
 
-    PostgreSQL cannot store the character U+0000 in text or JSONB, and the order
-    number is indexed (see ``MAX_ORDER_NUMBER_BYTES``). The message names the
-    field, never its value.
+    PostgreSQL cannot store the character U+0000 in text or JSONB; the order
+    number is indexed (see ``MAX_ORDER_NUMBER_BYTES``); the recorded order
+    carries its total, so amounts must be finite and their total computable.
+    The message names the field, never its value.
     """
     fields: list[tuple[str, Any]] = [
         ("order_number", order.order_number),
@@ -127,6 +128,15 @@ def storage_problem(order: DraftOrder) -> str | None:
     for name, value in fields:
         for path in _nul_paths(value, name):
             return f"{path} contains a NUL character (U+0000), which cannot be stored"
+    for index, line in enumerate(order.lines):
+        for name in ("quantity", "unit_price"):
+            amount = getattr(line, name)
+            if not isinstance(amount, Decimal) or not amount.is_finite():
+                return f"lines[{index}].{name} is not a finite decimal number"
+    try:
+        order.total  # noqa: B018 - computed for its exceptions
+    except ArithmeticError:
+        return "the order total cannot be computed (amounts out of range)"
     size = len(order.order_number.encode("utf-8", "surrogatepass"))
     if size > MAX_ORDER_NUMBER_BYTES:
         return f"order_number is {size} bytes, over the limit of {MAX_ORDER_NUMBER_BYTES} bytes"

@@ -201,6 +201,8 @@ def draft_order_from_push_requested(record: Mapping[str, Any]) -> DraftOrder:
     Raises ``InvalidMessage`` if the content breaks the contract or cannot be stored
     (``domain.model.storage_problem``).
     """
+    if record["attempt"] < 0:
+        raise InvalidMessage(f"attempt is {record['attempt']}, must be >= 0")
     order = order_from_avro(
         record["order"], order_id=record["draft_order_id"], org_id=record["org_id"]
     )

@@ -266,14 +266,14 @@ def request_headers(order: DraftOrder, **overrides: Any) -> list[tuple[str, byte
     return pairs + [(k, v) for k, v in overrides.items() if v is not None]
 
 
-def request_value(order: DraftOrder) -> bytes:
+def request_value(order: DraftOrder, attempt: int = 0) -> bytes:
     now = datetime.now(UTC)
     return encode_push_requested(
         push_requested_record(
             order,
             event_id=uuid.uuid4(),
-            idempotency_key=generate_idempotency_key(order.org_id, order.id, 0),
-            attempt=0,
+            idempotency_key=generate_idempotency_key(order.org_id, order.id, max(attempt, 0)),
+            attempt=attempt,
             occurred_at=now,
             approved_at=now,
         )
@@ -425,6 +425,21 @@ def test_message_missing_a_required_header_is_dead_lettered(pipe: Pipe) -> None:
     pipe.assert_next_good_order_flows()
 
 
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("attempt", b"\xff\xfe"), ("org_id", b"../../etc"), ("occurred_at", b"yesterday")],
+)
+def test_garbled_header_is_dead_lettered(pipe: Pipe, name: str, raw: bytes) -> None:
+    order = order_for(uuid.uuid4())
+    key = str(order.id).encode()
+    pipe.produce(key, request_value(order), request_headers(order, **{name: raw}))
+    dead = pipe.dead(key)
+    assert dead.headers["error_class"].endswith("HeaderError"), dead.headers
+    assert name in dead.headers["error_message"]
+    assert pipe.push_log(order) == []
+    pipe.assert_next_good_order_flows()
+
+
 def test_empty_message_without_key_is_dead_lettered(pipe: Pipe) -> None:
     order = order_for(uuid.uuid4())
     marker = uuid.uuid4().hex
@@ -454,16 +469,34 @@ def test_non_utf8_bytes_in_an_order_field_are_dead_lettered(pipe: Pipe) -> None:
     pipe.assert_next_good_order_flows()
 
 
-def test_nul_character_from_upstream_is_dead_lettered_not_retried_for_ever(pipe: Pipe) -> None:
-    """PostgreSQL cannot store U+0000 (text or JSONB): such a request must not wedge a partition."""
+@pytest.mark.parametrize(
+    ("fields", "attempt", "reason"),
+    [
+        ({"notes": "before\x00after"}, 0, "order.notes contains a NUL character"),
+        (
+            {"lines": (OrderLine(1, "P", Decimal("9E+999999"), Decimal("9E+999999")),)},
+            0,
+            "the order total cannot be computed",
+        ),
+        ({}, -1, "attempt is -1, must be >= 0"),
+    ],
+    ids=["nul", "total-overflows", "negative-attempt"],
+)
+def test_request_that_cannot_be_recorded_is_dead_lettered_not_retried_for_ever(
+    pipe: Pipe, fields: dict[str, Any], attempt: int, reason: str
+) -> None:
+    """These made the push-log claim raise, and the worker retried them in front of the
+    partition for ever (PostgreSQL refuses U+0000; the recorded total overflowed; a
+    negative attempt has no idempotency key)."""
     org = uuid.uuid4()
     pipe.connect(org, "MOCK", {"mode": "success"})
-    order = order_for(org, notes="before\x00after")
+    order = order_for(org, **fields)
     key = str(order.id).encode()
-    pipe.produce(key, request_value(order), request_headers(order))
+    pipe.produce(key, request_value(order, attempt), request_headers(order))
     dead = pipe.dead(key)
     assert dead.headers["error_class"] == "InvalidMessage"
-    assert "notes contains a NUL character" in dead.headers["error_message"]
+    assert reason in dead.headers["error_message"]
+    assert pipe.push_log(order) == []
     pipe.assert_next_good_order_flows()
 
 
