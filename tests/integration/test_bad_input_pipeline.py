@@ -52,9 +52,10 @@ from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_session_factory
 from adapters.sftp import SECURITY_LOGGER
 from consumer.worker import PushWorker, WorkerConfig, WorkerSettings, build_worker, run_worker
+from domain.errors import ConnectorRejectedError
 from domain.idempotency import export_key, generate_idempotency_key
 from domain.model import DraftOrder, OrderLine
-from domain.ports import ERPConnectorPort
+from domain.ports import ERPConnectorPort, ExportResult
 from entrypoints.bootstrap import sql_unit_of_work
 from entrypoints.cli import EXIT_FAILED, main
 from infra.endpoints import SftpServer
@@ -68,6 +69,7 @@ from producer.approval import (
 from producer.relay import RelayConfig, RelaySettings
 from producer.relay_kafka import build_relay
 from schemas.loader import fingerprint_of, schema_json
+from tests.fakes import FakeConnector
 
 pytestmark = pytest.mark.integration
 
@@ -89,12 +91,16 @@ class Registry:
     def __init__(self) -> None:
         self.dropzone = DropzoneJsonV1Connector(max_document_bytes=DOC_LIMIT)
         self.mock = MockConnector()
+        #: An ERP whose answers the test scripts (type EDI: known, but not installed here).
+        self.scripted = FakeConnector()
 
     def get(self, connector_type: str, /) -> ERPConnectorPort:
         if connector_type == "DROPZONE_JSON_V1":
             return self.dropzone
         if connector_type == "MOCK":
             return self.mock
+        if connector_type == "EDI":
+            return self.scripted
         return ConnectorRegistry.get(connector_type)  # unknown types raise as in production
 
 
@@ -604,6 +610,37 @@ def test_config_blob_moved_to_another_organisation_fails(pipe: Pipe) -> None:
     pipe.approve(order)
     pipe.assert_failed_cleanly(order, "ConfigDecryptionError", TAG_FAILED)
     assert "another organisation" in pipe.push_log(order)[-1].error_message
+
+
+def _nul_in_error(order: DraftOrder, config: Mapping[str, Any]) -> ExportResult:
+    raise ConnectorRejectedError("ERP says: customer\x00unknown")
+
+
+def _nul_in_metadata(order: DraftOrder, config: Mapping[str, Any]) -> ExportResult:
+    return ExportResult(True, order.id, "edi/x", {"erp_reference": "REF\x00-1"})
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "stored"),
+    [(_nul_in_error, "FAILED", "customer\ufffdunknown"), (_nul_in_metadata, "SUCCESS", None)],
+    ids=["error-message", "metadata"],
+)
+def test_erp_answer_with_a_nul_is_recorded_not_retried_for_ever(
+    pipe: Pipe, answer: Callable[..., ExportResult], status: str, stored: str | None
+) -> None:
+    """What an ERP says is stored in the push log: U+0000 in it must not make recording fail."""
+    pipe.registry.scripted.handler = answer
+    org = uuid.uuid4()
+    pipe.connect(org, "EDI", {"host": "edi"})
+    order = order_for(org)
+    pipe.approve(order)
+    result = pipe.result(order)
+    assert result["status"] == status
+    rows = pipe.push_log(order)
+    assert [r.status for r in rows] == [status]
+    assert rows[0].error_message == stored if stored is None else stored in rows[0].error_message
+    assert len([c for c in pipe.registry.scripted.calls if c[0].id == order.id]) == 1
+    pipe.assert_next_good_order_flows()
 
 
 # --- the SFTP dropzone refusing ---------------------------------------------------------------
