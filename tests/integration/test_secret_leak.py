@@ -246,6 +246,41 @@ def help_paths() -> list[list[str]]:
     return paths
 
 
+def exception_text(error: BaseException) -> str:
+    """Everything an exception shows: str, repr, args, attributes, its whole chain."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts += [str(current), repr(current), repr(current.args), repr(vars(current))]
+        current = current.__cause__ or current.__context__
+    return "\n".join(parts)
+
+
+def direct_calls(
+    evidence: Evidence, label: str, ctype: str, config: dict[str, Any], org: uuid.UUID
+) -> None:
+    """Export and test through the registry in process, as the pipeline calls connectors."""
+    from adapters.connectors.registry import ConnectorRegistry
+    from domain.model import DraftOrder
+    from domain.redaction import RedactedConfig
+
+    connector = ConnectorRegistry.get(ctype)
+    schema = getattr(connector, "config_schema", None)
+    secret_keys = frozenset(getattr(schema, "secret_names", frozenset()))
+    redacted = RedactedConfig(config, secret_keys)
+    evidence.add(f"{label} config repr", f"{redacted!r} {redacted!s} {redacted.masked()!r}")
+    order = DraftOrder(id=uuid.uuid4(), org_id=org, order_number="SO-D", customer_code="C")
+    try:
+        evidence.add(f"{label} export result", repr(connector.export(order, redacted)))
+    except Exception as exc:
+        evidence.add(f"{label} export exception", exception_text(exc))
+    evidence.add(f"{label} test_connection", repr(connector.test_connection(redacted)))
+    with contextlib.suppress(Exception):
+        connector.close()  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def leak_env(
     migrated_db_url: str, kafka_bootstrap_servers: str, monkeypatch: pytest.MonkeyPatch
@@ -370,6 +405,10 @@ def test_the_marker_appears_nowhere(
     cli("keys", "rewrap")
     for connection_id in connection_ids:
         cli("connections", "disable", "--id", connection_id)
+
+    # Direct calls through the port: exceptions (with their chains), results and reprs.
+    for label, (ctype, config, _) in configs(sftp_server).items():
+        direct_calls(evidence, label, ctype, config, orgs[label])
 
     # Gather: logs, rows, records.
     for record in caplog.records:
