@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -18,27 +17,15 @@ import pytest
 from sqlalchemy import Engine, text
 
 from entrypoints.cli import EXIT_OK, main
+from tests.processes import run_python
 
-ROOT = Path(__file__).resolve().parents[2]
 GOOD_KEY = os.urandom(32).hex()
 
 
 def cli(
     env: dict[str, str], *argv: str, key: str | None = GOOD_KEY
 ) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("ENCRYPTION_")}
-    full.update(env)
-    if key is not None:
-        full["ENCRYPTION_MASTER_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "entrypoints.cli", *argv],
-        capture_output=True,
-        text=True,
-        env=full,
-        cwd=ROOT,
-        check=False,
-        timeout=120,
-    )
+    return run_python(["-m", "entrypoints.cli", *argv], env, key=key)
 
 
 @pytest.fixture

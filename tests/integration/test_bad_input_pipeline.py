@@ -14,13 +14,11 @@ Every wait is a bounded deadline loop; nothing asserts on timing.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -32,7 +30,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from fastavro import parse_schema, schemaless_writer
@@ -45,13 +42,13 @@ from adapters.connectors.mock import MockConnector
 from adapters.connectors.registry import ConnectorRegistry
 from adapters.crypto.encryption import ConfigCipher
 from adapters.crypto.keys import MasterKeyring
-from adapters.kafka.config import admin_config, producer_config
+from adapters.kafka.config import producer_config
 from adapters.kafka.headers import EventHeaders, build_headers
 from adapters.kafka.producer import EventProducer
 from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_session_factory
 from adapters.sftp import SECURITY_LOGGER
-from consumer.worker import PushWorker, WorkerConfig, WorkerSettings, build_worker, run_worker
+from consumer.worker import PushWorker, WorkerConfig, WorkerSettings, build_worker
 from domain.errors import ConnectorRejectedError
 from domain.idempotency import export_key, generate_idempotency_key
 from domain.model import DraftOrder, OrderLine
@@ -70,6 +67,7 @@ from producer.relay import RelayConfig, RelaySettings
 from producer.relay_kafka import build_relay
 from schemas.loader import fingerprint_of, schema_json
 from tests.fakes import FakeConnector
+from tests.integration.pipeline_threads import delete_topics, relay_and_worker
 
 pytestmark = pytest.mark.integration
 
@@ -205,6 +203,28 @@ class Pipe:
             )
 
     # --- checks ----------------------------------------------------------------------------
+    def assert_request_dead_lettered(
+        self,
+        order: DraftOrder,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        error_class: str,
+        reason: str,
+    ) -> Record:
+        """Publish a request the worker cannot handle (key = the order id): it lands on
+        the DLQ with ``error_class`` and ``reason``, nothing is recorded for the order,
+        and the next good order on the same partition flows."""
+        key = str(order.id).encode()
+        self.produce(key, value, headers)
+        dead = self.dead(key)
+        assert dead.value == value  # the original bytes, kept for replay
+        assert dead.headers["error_class"] == error_class, dead.headers
+        assert reason in dead.headers["error_message"]
+        assert dead.headers["original_topic"] == self.topics.requests
+        assert self.push_log(order) == []
+        self.assert_next_good_order_flows()
+        return dead
+
     def assert_next_good_order_flows(self) -> None:
         """A good order after the bad input, on the same (only) partition, still succeeds."""
         good = order_for(self.good_org)
@@ -225,6 +245,21 @@ class Pipe:
         assert rows[-1].status == "FAILED"
         assert reason in rows[-1].error_message
         self.assert_next_good_order_flows()
+
+    def dropzone_org(self, **overrides: Any) -> uuid.UUID:
+        """A new organisation with a DROPZONE_JSON_V1 connection to the test's sshd."""
+        org = uuid.uuid4()
+        self.connect(org, "DROPZONE_JSON_V1", dropzone_config(self.sftp, **overrides))
+        return org
+
+    def assert_push_fails(
+        self, org: uuid.UUID, error_class: str, reason: str, **order_fields: Any
+    ) -> DraftOrder:
+        """Approve an order of ``org``: it fails cleanly (see ``assert_failed_cleanly``)."""
+        order = order_for(org, **order_fields)
+        self.approve(order)
+        self.assert_failed_cleanly(order, error_class, reason)
+        return order
 
     def dropzone_files(self, org: uuid.UUID) -> list[Path]:
         root = Path(self.sftp.dropzone_dir)
@@ -335,15 +370,6 @@ def pipe(
         ),
         RelaySettings(idle_poll_s=0.1),
     )
-    threads = [
-        threading.Thread(target=relay.run, daemon=True),
-        threading.Thread(
-            target=lambda: run_worker(config, install_signal_handlers=False, worker=worker),
-            daemon=True,
-        ),
-    ]
-    for thread in threads:
-        thread.start()
     reader = Consumer(
         {
             "bootstrap.servers": kafka_bootstrap_servers,
@@ -357,19 +383,12 @@ def pipe(
     )
     pipe.connect(pipe.good_org, "MOCK", {"mode": "success"})
     try:
-        yield pipe
+        with relay_and_worker(relay, worker, config, DEADLINE):
+            yield pipe
     finally:
         reader.close()
-        worker.stop()
-        relay.stop()
-        for thread in threads:
-            thread.join(DEADLINE)
         registry.dropzone.close()
-        assert not any(t.is_alive() for t in threads), "relay or worker did not stop"
-        admin = AdminClient(admin_config(kafka_bootstrap_servers))
-        for future in admin.delete_topics(list(topics.all()), operation_timeout=10).values():
-            with contextlib.suppress(Exception):
-                future.result()
+        delete_topics(kafka_bootstrap_servers, topics.all())
 
 
 # --- messages the worker cannot understand ------------------------------------------------
@@ -377,73 +396,61 @@ def pipe(
 
 def test_undecodable_message_is_dead_lettered_and_the_partition_moves_on(pipe: Pipe) -> None:
     order = order_for(uuid.uuid4())
-    key = str(order.id).encode()
-    pipe.produce(key, b"\x00 certainly not avro", request_headers(order))
-    dead = pipe.dead(key)
-    assert dead.value == b"\x00 certainly not avro"  # the original bytes, kept for replay
-    assert dead.headers["error_class"] == "UndecodableMessage"
-    assert dead.headers["original_topic"] == pipe.topics.requests
-    assert dead.headers["error_message"]
-    assert pipe.push_log(order) == []
-    pipe.assert_next_good_order_flows()
+    value = b"\x00 certainly not avro"
+    pipe.assert_request_dead_lettered(
+        order,
+        value,
+        request_headers(order),
+        "UndecodableMessage",
+        "Not Avro single-object encoding",
+    )
 
 
 def test_unknown_schema_is_dead_lettered_with_its_fingerprint(pipe: Pipe) -> None:
     order = order_for(uuid.uuid4())
-    key = str(order.id).encode()
     fingerprint = bytes.fromhex("0123456789abcdef")
-    pipe.produce(key, MAGIC + fingerprint + b"\x02body", request_headers(order))
-    dead = pipe.dead(key)
-    assert dead.headers["error_class"] == "UnknownSchema"
-    assert fingerprint.hex() in dead.headers["error_message"]
-    pipe.assert_next_good_order_flows()
+    value = MAGIC + fingerprint + b"\x02body"
+    pipe.assert_request_dead_lettered(
+        order, value, request_headers(order), "UnknownSchema", fingerprint.hex()
+    )
 
 
 def test_message_written_without_a_required_field_is_dead_lettered(pipe: Pipe) -> None:
-    """An upstream writer whose PushRequested lacks the required ``order`` field."""
+    """An upstream writer whose PushRequested lacks the required ``order`` field.
+
+    Without a schema registry the writer's schema is known by its fingerprint only:
+    a schema lacking a required field is a schema this reader does not know.
+    """
     order = order_for(uuid.uuid4())
     schema = schema_json("PushRequested")
     schema["fields"] = [f for f in schema["fields"] if f["name"] != "order"]
     record = {k: v for k, v in _avro_request(order).items() if k != "order"}
     body = io.BytesIO()
     schemaless_writer(body, parse_schema(schema), record)
-    key = str(order.id).encode()
     fingerprint = fingerprint_of(schema)
-    pipe.produce(key, MAGIC + fingerprint + body.getvalue(), request_headers(order))
-    dead = pipe.dead(key)
-    # Without a schema registry the writer's schema is known by its fingerprint only:
-    # a schema lacking a required field is a schema this reader does not know.
-    assert dead.headers["error_class"] == "UnknownSchema"
-    assert fingerprint.hex() in dead.headers["error_message"]
-    assert pipe.push_log(order) == []
-    pipe.assert_next_good_order_flows()
-
-
-def test_message_missing_a_required_header_is_dead_lettered(pipe: Pipe) -> None:
-    order = order_for(uuid.uuid4())
-    key = str(order.id).encode()
-    headers = [(k, v) for k, v in request_headers(order) if k != "idempotency_key"]
-    pipe.produce(key, request_value(order), headers)
-    dead = pipe.dead(key)
-    assert dead.headers["error_class"] == "MissingHeaderError"
-    assert "idempotency_key" in dead.headers["error_message"]
-    assert pipe.push_log(order) == []
-    pipe.assert_next_good_order_flows()
+    value = MAGIC + fingerprint + body.getvalue()
+    pipe.assert_request_dead_lettered(
+        order, value, request_headers(order), "UnknownSchema", fingerprint.hex()
+    )
 
 
 @pytest.mark.parametrize(
-    ("name", "raw"),
-    [("attempt", b"\xff\xfe"), ("org_id", b"../../etc"), ("occurred_at", b"yesterday")],
+    ("name", "raw", "error_class"),
+    [
+        ("idempotency_key", None, "MissingHeaderError"),
+        ("attempt", b"\xff\xfe", "InvalidHeaderError"),
+        ("org_id", b"../../etc", "InvalidHeaderError"),
+        ("occurred_at", b"yesterday", "InvalidHeaderError"),
+    ],
 )
-def test_garbled_header_is_dead_lettered(pipe: Pipe, name: str, raw: bytes) -> None:
+def test_missing_or_garbled_header_is_dead_lettered(
+    pipe: Pipe, name: str, raw: bytes | None, error_class: str
+) -> None:
     order = order_for(uuid.uuid4())
-    key = str(order.id).encode()
-    pipe.produce(key, request_value(order), request_headers(order, **{name: raw}))
-    dead = pipe.dead(key)
-    assert dead.headers["error_class"].endswith("HeaderError"), dead.headers
-    assert name in dead.headers["error_message"]
-    assert pipe.push_log(order) == []
-    pipe.assert_next_good_order_flows()
+    headers = [(k, v) for k, v in request_headers(order) if k != name]
+    if raw is not None:
+        headers.append((name, raw))
+    pipe.assert_request_dead_lettered(order, request_value(order), headers, error_class, name)
 
 
 def test_empty_message_without_key_is_dead_lettered(pipe: Pipe) -> None:
@@ -464,15 +471,10 @@ def test_non_utf8_bytes_in_an_order_field_are_dead_lettered(pipe: Pipe) -> None:
     order = order_for(uuid.uuid4(), notes="NOTES-XXXX")
     value = request_value(order)
     assert value.count(b"NOTES-XXXX") == 1
-    key = str(order.id).encode()
-    pipe.produce(
-        key, value.replace(b"NOTES-XXXX", b"NOTES-\xff\xfe\xc3\x28"), request_headers(order)
+    value = value.replace(b"NOTES-XXXX", b"NOTES-\xff\xfe\xc3\x28")  # same length
+    pipe.assert_request_dead_lettered(
+        order, value, request_headers(order), "UndecodableMessage", "UnicodeDecodeError"
     )
-    dead = pipe.dead(key)
-    assert dead.headers["error_class"] == "UndecodableMessage"
-    assert "UnicodeDecodeError" in dead.headers["error_message"]
-    assert pipe.push_log(order) == []
-    pipe.assert_next_good_order_flows()
 
 
 @pytest.mark.parametrize(
@@ -497,13 +499,11 @@ def test_request_that_cannot_be_recorded_is_dead_lettered_not_retried_for_ever(
     org = uuid.uuid4()
     pipe.connect(org, "MOCK", {"mode": "success"})
     order = order_for(org, **fields)
-    key = str(order.id).encode()
-    pipe.produce(key, request_value(order, attempt), request_headers(order))
-    dead = pipe.dead(key)
-    assert dead.headers["error_class"] == "InvalidMessage"
-    assert reason in dead.headers["error_message"]
-    assert pipe.push_log(order) == []
-    pipe.assert_next_good_order_flows()
+    value = request_value(order, attempt)
+    pipe.assert_request_dead_lettered(
+        order, value, request_headers(order), "InvalidMessage", reason
+    )
+    assert pipe.registry.mock.calls.get(export_key(org, order.id), 0) == 0
 
 
 @pytest.mark.parametrize(
@@ -512,19 +512,16 @@ def test_request_that_cannot_be_recorded_is_dead_lettered_not_retried_for_ever(
 )
 def test_a_path_in_the_draft_order_id_never_reaches_the_dropzone(pipe: Pipe, bad_id: str) -> None:
     """The id builds the file name; a request whose id is a path is refused before any I/O."""
-    org = uuid.uuid4()
-    pipe.connect(org, "DROPZONE_JSON_V1", dropzone_config(pipe.sftp))
+    org = pipe.dropzone_org()
     order = order_for(org)
     good_id = str(order.id).encode()
     assert len(bad_id.encode()) == len(good_id)  # same length: the Avro framing stays valid
     value = request_value(order).replace(good_id, bad_id.encode())
-    pipe.produce(good_id, value, request_headers(order))
-    dead = pipe.dead(good_id)
-    assert dead.headers["error_class"] == "UndecodableMessage"
-    assert "UUID" in dead.headers["error_message"]
+    pipe.assert_request_dead_lettered(
+        order, value, request_headers(order), "UndecodableMessage", "UUID"
+    )
     assert pipe.dropzone_files(org) == []
     assert not list(Path(pipe.sftp.dropzone_dir).parent.rglob("passwd*"))
-    pipe.assert_next_good_order_flows()
 
 
 def _avro_request(order: DraftOrder) -> dict[str, Any]:
@@ -548,9 +545,7 @@ def _avro_request(order: DraftOrder) -> dict[str, Any]:
 def test_unknown_connector_type_fails_permanently(pipe: Pipe) -> None:
     org = uuid.uuid4()
     pipe.connect(org, "SAP_R3", {"mode": "success"})  # a plugin this worker does not have
-    order = order_for(org)
-    pipe.approve(order)
-    pipe.assert_failed_cleanly(order, "UnknownConnectorType", "Unknown connector type: 'SAP_R3'")
+    pipe.assert_push_fails(org, "UnknownConnectorType", "Unknown connector type: 'SAP_R3'")
 
 
 def test_organisation_without_an_active_connection_fails(pipe: Pipe) -> None:
@@ -568,9 +563,7 @@ def test_config_missing_fields_fails_naming_every_field(pipe: Pipe) -> None:
     org = uuid.uuid4()
     config = dropzone_config(pipe.sftp, host=None, username=None)
     pipe.connect(org, "DROPZONE_JSON_V1", config)
-    order = order_for(org)
-    pipe.approve(order)
-    pipe.assert_failed_cleanly(order, "ConfigValidationError", "host: is required")
+    order = pipe.assert_push_fails(org, "ConfigValidationError", "host: is required")
     assert "username: is required" in pipe.push_log(order)[-1].error_message
     assert [row.attempt for row in pipe.push_log(order)] == [0]  # permanent: not retried
 
@@ -582,9 +575,7 @@ def test_tampered_ciphertext_fails_authentication(pipe: Pipe) -> None:
     )
     blob[len(blob) // 2] ^= 0x01
     pipe.connect(org, "MOCK", blob=bytes(blob))
-    order = order_for(org)
-    pipe.approve(order)
-    pipe.assert_failed_cleanly(order, "ConfigDecryptionError", TAG_FAILED)
+    pipe.assert_push_fails(org, "ConfigDecryptionError", TAG_FAILED)
 
 
 def test_config_encrypted_under_another_master_key_fails(pipe: Pipe) -> None:
@@ -595,9 +586,7 @@ def test_config_encrypted_under_another_master_key_fails(pipe: Pipe) -> None:
         "MOCK",
         blob=other.encrypt_config({"mode": "success"}, org_id=org, connector_type="MOCK"),
     )
-    order = order_for(org)
-    pipe.approve(order)
-    pipe.assert_failed_cleanly(order, "ConfigDecryptionError", TAG_FAILED)
+    order = pipe.assert_push_fails(org, "ConfigDecryptionError", TAG_FAILED)
     assert "ENCRYPTION_OLD_KEYS" in pipe.push_log(order)[-1].error_message
     assert MASTER_KEY not in pipe.push_log(order)[-1].error_message
 
@@ -647,11 +636,8 @@ def test_erp_answer_with_a_nul_is_recorded_not_retried_for_ever(
 
 
 def test_sftp_auth_failure_is_permanent(pipe: Pipe) -> None:
-    org = uuid.uuid4()
-    pipe.connect(org, "DROPZONE_JSON_V1", dropzone_config(pipe.sftp, private_key=stranger_key()))
-    order = order_for(org)
-    pipe.approve(order)
-    pipe.assert_failed_cleanly(order, "ConnectorConfigError", "authentication failed")
+    org = pipe.dropzone_org(private_key=stranger_key())
+    order = pipe.assert_push_fails(org, "ConnectorConfigError", "authentication failed")
     assert [row.attempt for row in pipe.push_log(order)] == [0]
     assert pipe.dropzone_files(org) == []
 
@@ -668,9 +654,7 @@ def test_sftp_host_key_mismatch_is_permanent_and_a_security_event(
         .decode()
     )
     pipe.connect(org, "DROPZONE_JSON_V1", dropzone_config(pipe.sftp, host_key=impostor))
-    order = order_for(org)
-    pipe.approve(order)
-    pipe.assert_failed_cleanly(order, "ConnectorSecurityError", "host key")
+    order = pipe.assert_push_fails(org, "ConnectorSecurityError", "host key")
     assert [row.attempt for row in pipe.push_log(order)] == [0]
     events = [r for r in caplog.records if r.name == SECURITY_LOGGER]
     assert len(events) == 1
@@ -682,11 +666,8 @@ def test_sftp_host_key_mismatch_is_permanent_and_a_security_event(
 
 
 def test_connection_refused_is_retried_then_dead_lettered(pipe: Pipe) -> None:
-    org = uuid.uuid4()
-    pipe.connect(org, "DROPZONE_JSON_V1", dropzone_config(pipe.sftp, port=closed_port()))
-    order = order_for(org)
-    pipe.approve(order)
-    pipe.assert_failed_cleanly(order, "ConnectorTransientError", "refused")
+    org = pipe.dropzone_org(port=closed_port())
+    order = pipe.assert_push_fails(org, "ConnectorTransientError", "refused")
     rows = pipe.push_log(order)
     assert [(r.attempt, r.status) for r in rows] == [(0, "RETRYING"), (1, "FAILED")]
     assert "gave up after 2 attempts" in rows[-1].error_message
@@ -701,11 +682,10 @@ def test_connection_refused_is_retried_then_dead_lettered(pipe: Pipe) -> None:
 
 
 def test_order_over_the_dropzone_document_limit_is_rejected(pipe: Pipe) -> None:
-    org = uuid.uuid4()
-    pipe.connect(org, "DROPZONE_JSON_V1", dropzone_config(pipe.sftp))
-    order = order_for(org, notes="x" * (DOC_LIMIT + 1))
-    pipe.approve(order)
-    pipe.assert_failed_cleanly(order, "ConnectorRejectedError", "limit of DROPZONE_JSON_V1")
+    org = pipe.dropzone_org()
+    pipe.assert_push_fails(
+        org, "ConnectorRejectedError", "limit of DROPZONE_JSON_V1", notes="x" * (DOC_LIMIT + 1)
+    )
     assert pipe.dropzone_files(org) == []
 
 
@@ -740,8 +720,7 @@ def test_order_over_the_documented_limit_is_refused_at_approval(
 
 
 def test_very_long_strings_are_exported_exactly(pipe: Pipe) -> None:
-    org = uuid.uuid4()
-    pipe.connect(org, "DROPZONE_JSON_V1", dropzone_config(pipe.sftp))
+    org = pipe.dropzone_org()
     long_text = ("Grüße 📦 " * 20_000)[:100_000]
     order = order_for(
         org,
@@ -777,8 +756,7 @@ SQL_LOOKING = [
 
 
 def test_sql_looking_strings_are_plain_data(pipe: Pipe) -> None:
-    org = uuid.uuid4()
-    pipe.connect(org, "DROPZONE_JSON_V1", dropzone_config(pipe.sftp))
+    org = pipe.dropzone_org()
     order = order_for(
         org,
         order_number=SQL_LOOKING[0],
@@ -805,8 +783,7 @@ def test_sql_looking_strings_are_plain_data(pipe: Pipe) -> None:
 
 def test_path_traversal_in_order_values_stays_inside_the_dropzone(pipe: Pipe) -> None:
     """Only the two UUIDs build the path: paths in any other value are just text."""
-    org = uuid.uuid4()
-    pipe.connect(org, "DROPZONE_JSON_V1", dropzone_config(pipe.sftp))
+    org = pipe.dropzone_org()
     order = order_for(
         org,
         order_number="../../../../etc/passwd",
@@ -839,7 +816,5 @@ def test_path_traversal_in_remote_dir_is_a_config_error(
     org = uuid.uuid4()
     config = dropzone_config(pipe.sftp, remote_dir=remote_dir.format(zone=pipe.sftp.dropzone_dir))
     pipe.connect(org, "DROPZONE_JSON_V1", config)
-    order = order_for(org)
-    pipe.approve(order)
-    pipe.assert_failed_cleanly(order, "ConfigValidationError", reason)
+    pipe.assert_push_fails(org, "ConfigValidationError", reason)
     assert pipe.dropzone_files(org) == []

@@ -8,14 +8,12 @@ checked on real PostgreSQL in tests/integration/test_bad_input_master_key_db.py.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import run_python
+
 NOWHERE_DB = "postgresql+psycopg2://nobody@127.0.0.1:9/nothing"
 NOWHERE_KAFKA = "127.0.0.1:9"
 BAD_KEYS = {
@@ -28,20 +26,8 @@ BAD_KEYS = {
 
 
 def run(argv: list[str], key: str | None, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCRYPTION_")}
-    env.update({"DATABASE_URL": NOWHERE_DB, "KAFKA_BOOTSTRAP_SERVERS": NOWHERE_KAFKA})
-    if key is not None:
-        env["ENCRYPTION_MASTER_KEY"] = key
-    return subprocess.run(
-        [sys.executable, *argv],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=False,
-        timeout=120,
-    )
+    env = {"DATABASE_URL": NOWHERE_DB, "KAFKA_BOOTSTRAP_SERVERS": NOWHERE_KAFKA}
+    return run_python(argv, env, key=key, stdin=stdin)
 
 
 def assert_one_clear_line(result: subprocess.CompletedProcess[str], expected: str) -> None:

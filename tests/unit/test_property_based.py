@@ -27,14 +27,13 @@ from adapters.avro import (
     decode_push_result,
     encode_push_requested,
     encode_push_result,
-    push_requested_record,
     push_result_record,
 )
 from adapters.avro.codec import bound_text
 from adapters.crypto.encryption import ConfigCipher, EncryptionError
 from adapters.crypto.keys import MasterKeyring
-from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder
+from tests.unit.test_avro_codec import request_for
 
 TAG_FAILED = "authentication tag verification failed"
 #: The schema's bound on PushResult.error_message (characters).
@@ -127,56 +126,34 @@ timestamps = st.datetimes(
 )
 
 
+result_fields = st.fixed_dictionaries(
+    {
+        "latency_ms": st.none() | st.integers(0, 2**31 - 1),
+        "connector_type": optional_texts,
+        "storage_key": optional_texts,
+        "erp_reference": optional_texts,
+        "error_class": optional_texts,
+        "error_message": st.none() | st.text(alphabet=st.characters(codec="utf-8"), max_size=3000),
+    }
+)
+
+
 @settings(max_examples=100)
 @given(
     status=st.sampled_from(["SUCCESS", "FAILED"]),
     attempt=st.integers(0, 2**31 - 1),
-    latency=st.none() | st.integers(0, 2**31 - 1),
-    connector_type=optional_texts,
-    storage_key=optional_texts,
-    erp_reference=optional_texts,
-    error_class=optional_texts,
-    error_message=st.none() | st.text(alphabet=st.characters(codec="utf-8"), max_size=3000),
-    approved=timestamps,
+    fields=result_fields,
     completed=timestamps,
 )
 def test_any_push_result_survives_the_round_trip(
-    status: str,
-    attempt: int,
-    latency: int | None,
-    connector_type: str | None,
-    storage_key: str | None,
-    erp_reference: str | None,
-    error_class: str | None,
-    error_message: str | None,
-    approved: datetime,
-    completed: datetime,
+    status: str, attempt: int, fields: dict[str, Any], completed: datetime
 ) -> None:
     order = DraftOrder(id=uuid.uuid4(), org_id=uuid.uuid4(), order_number="SO", customer_code="C")
-    request = decode_push_requested(
-        encode_push_requested(
-            push_requested_record(
-                order,
-                event_id=uuid.uuid4(),
-                idempotency_key=generate_idempotency_key(order.org_id, order.id, attempt),
-                attempt=attempt,
-                occurred_at=approved,
-                approved_at=approved,
-            )
-        )
-    )
+    request = decode_push_requested(encode_push_requested(request_for(order, attempt)))
     result = push_result_record(
-        request,
-        event_id=uuid.uuid4(),
-        status=status,
-        completed_at=completed,
-        connector_type=connector_type,
-        storage_key=storage_key,
-        erp_reference=erp_reference,
-        error_class=error_class,
-        error_message=error_message,
-        latency_ms=latency,
+        request, event_id=uuid.uuid4(), status=status, completed_at=completed, **fields
     )
     decoded = decode_push_result(encode_push_result(result))
-    bounded = None if error_message is None else bound_text(error_message, ERROR_MESSAGE_BOUND)
+    message = fields["error_message"]
+    bounded = None if message is None else bound_text(message, ERROR_MESSAGE_BOUND)
     assert decoded == {**result, "error_message": bounded, "schema_version": 1}
