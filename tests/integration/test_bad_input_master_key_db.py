@@ -60,19 +60,26 @@ def prepared(
 def test_commands_reading_the_database_first_stop_cleanly(
     prepared: tuple[dict[str, str], uuid.UUID, uuid.UUID],
     engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     key: str | None,
     expected: str,
 ) -> None:
-    env, org, order = prepared
+    _, org, order = prepared
+    if key is None:
+        monkeypatch.delenv("ENCRYPTION_MASTER_KEY")
+    else:
+        monkeypatch.setenv("ENCRYPTION_MASTER_KEY", key)
     for argv in (
         ["orders", "push", "--org", str(org), "--order", str(order)],
         ["connections", "test", "--org", str(org)],
     ):
-        result = cli(env, *argv, key=key)
-        assert result.returncode == 1, result
-        assert result.stderr.startswith("orderflow: error: ")
-        assert result.stderr.count("\n") == 1 and expected in result.stderr
-        assert result.stdout == ""
+        out = io.StringIO()
+        assert main(argv, out=out) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("orderflow: error: ") and err.count("\n") == 1, err
+        assert expected in err
+        assert out.getvalue() == ""
     with engine.connect() as conn:
         claims = conn.execute(
             text("SELECT count(*) FROM erp_push_log WHERE draft_order_id = :id"), {"id": order}

@@ -1,17 +1,24 @@
 """A missing, short or non-hex ENCRYPTION_MASTER_KEY stops a process at start with ONE line.
 
-Real processes (``python -m ...`` subprocesses), pointed at endpoints where nothing
-listens: the key must be refused before anything tries to connect, so these need
-no services. The commands that read the database before they need the key are
-checked on real PostgreSQL in tests/integration/test_bad_input_master_key_db.py.
+Pointed at endpoints where nothing listens: the key must be refused before anything
+tries to connect, so these need no services. A few cases run as real processes
+(``python -m ...``: exit status and the whole stderr); every bad key runs in process.
+The commands that read the database before they need the key are checked on real
+PostgreSQL in tests/integration/test_bad_input_master_key_db.py.
 """
 
 from __future__ import annotations
 
+import io
 import subprocess
+import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from consumer.worker import main as worker_main
+from entrypoints.cli import main as cli_main
 from tests.processes import run_python
 
 NOWHERE_DB = "postgresql+psycopg2://nobody@127.0.0.1:9/nothing"
@@ -40,40 +47,77 @@ def assert_one_clear_line(result: subprocess.CompletedProcess[str], expected: st
 
 @pytest.mark.parametrize(
     ("argv", "case"),
-    [(["-m", "consumer.worker"], case) for case in sorted(BAD_KEYS)]
-    + [(["-m", "entrypoints.cli", "consume"], "non-hex")],
-    ids=[*sorted(BAD_KEYS), "orderflow-consume"],
+    [(["-m", "consumer.worker"], "missing"), (["-m", "entrypoints.cli", "consume"], "non-hex")],
+    ids=["worker", "orderflow-consume"],
 )
-def test_worker_refuses_to_start(argv: list[str], case: str) -> None:
+def test_worker_process_refuses_to_start(argv: list[str], case: str) -> None:
     key, expected = BAD_KEYS[case]
     result = run(argv, key)
     assert_one_clear_line(result, expected)
     assert result.stderr.startswith("error: MasterKeyError: ")
-    if key and key.strip():
-        assert key not in result.stderr  # the bad value is never echoed
 
 
-@pytest.mark.parametrize("case", ["missing", "short", "non-hex"])
-def test_cli_commands_that_encrypt_refuse_the_key(case: str) -> None:
+@pytest.fixture
+def bad_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[str | None], None]:
+    monkeypatch.setenv("DATABASE_URL", NOWHERE_DB)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", NOWHERE_KAFKA)
+    monkeypatch.delenv("ENCRYPTION_OLD_KEYS", raising=False)
+
+    def set_key(key: str | None) -> None:
+        if key is None:
+            monkeypatch.delenv("ENCRYPTION_MASTER_KEY", raising=False)
+        else:
+            monkeypatch.setenv("ENCRYPTION_MASTER_KEY", key)
+
+    return set_key
+
+
+def assert_one_line(status: int, err: str, expected: str, prefix: str) -> None:
+    assert status == 1
+    assert err.startswith(prefix) and err.count("\n") == 1 and expected in err, err
+
+
+@pytest.mark.parametrize("case", sorted(BAD_KEYS))
+def test_worker_refuses_every_bad_key_before_connecting(
+    case: str, bad_env: Callable[[str | None], None], capsys: pytest.CaptureFixture[str]
+) -> None:
     key, expected = BAD_KEYS[case]
-    created = run(
-        [
-            "-m",
-            "entrypoints.cli",
-            "connections",
-            "create",
-            "--org",
-            "0b6f3c1e-0d1a-4a57-9a51-3f5a0f2f1e01",
-            "--type",
-            "MOCK",
-            "--config-file",
-            "-",
-        ],
+    bad_env(key)
+    status = worker_main([])
+    err = capsys.readouterr().err
+    assert_one_line(status, err, expected, "error: MasterKeyError: ")
+    if key and key.strip():
+        assert key not in err  # the bad value is never echoed
+
+
+@pytest.mark.parametrize("case", sorted(BAD_KEYS))
+def test_cli_commands_that_encrypt_refuse_the_key(
+    case: str,
+    bad_env: Callable[[str | None], None],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    key, expected = BAD_KEYS[case]
+    bad_env(key)
+    config = tmp_path / "c.json"
+    config.write_text('{"mode": "success", "api_key": "never-shown-3c1d"}', encoding="utf-8")
+    create = ["connections", "create", "--org", str(uuid.uuid4()), "--type", "MOCK"]
+    out = io.StringIO()
+    status = cli_main([*create, "--config-file", str(config)], out=out)
+    err = capsys.readouterr().err
+    assert_one_line(status, err, expected, "orderflow: error: ")
+    assert "never-shown-3c1d" not in err + out.getvalue()
+    status = cli_main(["keys", "rewrap", "--dry-run"], out=out)
+    assert_one_line(status, capsys.readouterr().err, expected, "orderflow: error: ")
+
+
+def test_cli_process_exits_non_zero_with_one_line() -> None:
+    key, expected = BAD_KEYS["short"]
+    create = ["-m", "entrypoints.cli", "connections", "create", "--org", str(uuid.uuid4())]
+    result = run(
+        [*create, "--type", "MOCK", "--config-file", "-"],
         key,
         stdin='{"mode": "success", "api_key": "never-shown-3c1d"}',
     )
-    assert_one_clear_line(created, expected)
-    assert created.stderr.startswith("orderflow: error: ")
-    assert "never-shown-3c1d" not in created.stderr + created.stdout
-    rewrap = run(["-m", "entrypoints.cli", "keys", "rewrap", "--dry-run"], key)
-    assert_one_clear_line(rewrap, expected)
+    assert_one_clear_line(result, expected)
+    assert "never-shown-3c1d" not in result.stderr + result.stdout
