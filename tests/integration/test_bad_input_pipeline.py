@@ -67,7 +67,7 @@ from producer.relay import RelayConfig, RelaySettings
 from producer.relay_kafka import build_relay
 from schemas.loader import fingerprint_of, schema_json
 from tests.fakes import FakeConnector
-from tests.integration.pipeline_threads import delete_topics, relay_and_worker
+from tests.integration._pipeline import delete_topics, relay_and_worker
 
 pytestmark = pytest.mark.integration
 

@@ -43,7 +43,7 @@ from entrypoints.bootstrap import sql_unit_of_work
 from producer.approval import approve_draft_order, new_traceparent
 from producer.relay import OutboxRelay, RelayConfig, RelaySettings
 from producer.relay_kafka import build_relay
-from tests.integration.pipeline_threads import delete_topics, relay_and_worker
+from tests.integration._pipeline import delete_topics, relay_and_worker
 
 pytestmark = pytest.mark.integration
 
