@@ -290,7 +290,17 @@ def _failed(message: str, error_class: str) -> AttemptOutcome:
     return AttemptOutcome(PushStatus.FAILED, _bounded(message), error_class=error_class)
 
 
+def _storable(text: str) -> str:
+    """``text`` without U+0000, which PostgreSQL text and JSONB cannot hold.
+
+    What an ERP or a library says ends up in the push log; one NUL in it made
+    recording the outcome fail on every redelivery, in front of the partition.
+    """
+    return text.replace("\x00", "\ufffd")
+
+
 def _bounded(message: str) -> str:
+    message = _storable(message)
     if len(message) <= MAX_ERROR_MESSAGE_LENGTH:
         return message
     return message[: MAX_ERROR_MESSAGE_LENGTH - 1] + "\u2026"
@@ -352,11 +362,11 @@ def _export_response(result: ExportResult) -> dict[str, JsonValue]:
 
 
 def _scrubbed_json(value: JsonValue, secrets: list[str]) -> JsonValue:
-    """Scrub secret values out of every string of a JSON-ready value."""
+    """Scrub secret values (and U+0000) out of every string of a JSON-ready value."""
     if isinstance(value, dict):
-        return {k: _scrubbed_json(v, secrets) for k, v in value.items()}
+        return {_storable(k): _scrubbed_json(v, secrets) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrubbed_json(v, secrets) for v in value]
     if isinstance(value, str):
-        return scrub(value, secrets)
+        return _storable(scrub(value, secrets))
     return value

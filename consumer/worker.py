@@ -419,6 +419,9 @@ def build_worker(
     from adapters.kafka.topics import TopicNames, ensure_topics
     from entrypoints import bootstrap
 
+    # The master key first: a missing or malformed ENCRYPTION_MASTER_KEY stops the
+    # worker at once with one line, before it touches Kafka or the database.
+    cipher = cipher if cipher is not None else bootstrap.default_cipher()
     topics = TopicNames(config.topic_prefix, retry_tiers=config.retry_tiers)
     if config.ensure_topics:
         ensure_topics(
@@ -426,7 +429,6 @@ def build_worker(
         )
     factory = bootstrap.session_factory(database_url=config.database_url)
     registry = registry if registry is not None else bootstrap.default_registry()
-    cipher = cipher if cipher is not None else bootstrap.default_cipher()
     lease = config.lease_seconds
 
     def new_attempts() -> PushAttempts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -84,3 +85,59 @@ class DraftOrder:
     def total(self) -> Decimal:
         """Sum of quantity times unit price over all lines."""
         return sum((line.quantity * line.unit_price for line in self.lines), Decimal(0))
+
+
+#: Longest order number, in UTF-8 bytes: it is part of a unique index, and PostgreSQL
+#: refuses index entries over about 2.7 KB.
+MAX_ORDER_NUMBER_BYTES = 1000
+
+
+def _nul_paths(value: Any, path: str) -> Iterator[str]:
+    """Paths of the strings (and mapping keys) in ``value`` that contain U+0000."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield path
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                yield f"{path} key"
+            yield from _nul_paths(item, f"{path}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _nul_paths(item, f"{path}[{index}]")
+
+
+def storage_problem(order: DraftOrder) -> str | None:
+    """Say why ``order`` cannot be recorded (approved, or claimed in the push log), or ``None``.
+
+    PostgreSQL cannot store the character U+0000 in text or JSONB; the order
+    number is indexed (see ``MAX_ORDER_NUMBER_BYTES``); the recorded order
+    carries its total, so amounts must be finite and their total computable.
+    The message names the field, never its value.
+    """
+    fields: list[tuple[str, Any]] = [
+        ("order_number", order.order_number),
+        ("customer_code", order.customer_code),
+        ("currency", order.currency),
+        ("notes", order.notes),
+        ("extra", order.extra),
+    ]
+    for index, line in enumerate(order.lines):
+        for name in ("product_code", "description", "unit"):
+            fields.append((f"lines[{index}].{name}", getattr(line, name)))
+    for name, value in fields:
+        for path in _nul_paths(value, name):
+            return f"{path} contains a NUL character (U+0000), which cannot be stored"
+    for index, line in enumerate(order.lines):
+        for name in ("quantity", "unit_price"):
+            amount = getattr(line, name)
+            if not isinstance(amount, Decimal) or not amount.is_finite():
+                return f"lines[{index}].{name} is not a finite decimal number"
+    try:
+        order.total  # noqa: B018 - computed for its exceptions
+    except ArithmeticError:
+        return "the order total cannot be computed (amounts out of range)"
+    size = len(order.order_number.encode("utf-8", "surrogatepass"))
+    if size > MAX_ORDER_NUMBER_BYTES:
+        return f"order_number is {size} bytes, over the limit of {MAX_ORDER_NUMBER_BYTES} bytes"
+    return None

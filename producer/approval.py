@@ -9,6 +9,7 @@ relay publishes the event to Kafka afterwards.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import uuid
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 
 from domain.errors import OrderFlowError
 from domain.idempotency import generate_idempotency_key
-from domain.model import DraftOrder, DraftOrderStatus
+from domain.model import DraftOrder, DraftOrderStatus, storage_problem
 from domain.records import (
     AGGREGATE_DRAFT_ORDER,
     EVENT_PUSH_REQUESTED,
@@ -27,6 +28,12 @@ from domain.records import (
     utc_now,
 )
 from domain.repositories import DuplicateKeyError, UnitOfWork
+
+#: Largest ``PushRequested`` payload (UTF-8 JSON) the pipeline accepts. Kafka refuses
+#: records over ~1 MB by default (librdkafka ``message.max.bytes`` = 1 000 000), and a
+#: refused event would stay in the outbox for ever; the JSON payload is larger than its
+#: Avro encoding, so this bound leaves room for the key and the headers.
+MAX_EVENT_PAYLOAD_BYTES = 900_000
 
 _TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 
@@ -38,6 +45,28 @@ class OrderAlreadyApproved(OrderFlowError):  # noqa: N818 - public name of the c
         super().__init__(f"Draft order {order_id} of organisation {org_id} is already approved")
         self.org_id = org_id
         self.order_id = order_id
+
+
+class OrderTooLarge(OrderFlowError, ValueError):  # noqa: N818 - public name of the contract
+    """The draft order is too large to travel through the push pipeline (nothing written)."""
+
+    def __init__(self, order_id: uuid.UUID, size: int, limit: int) -> None:
+        super().__init__(
+            f"Draft order {order_id} is {size} bytes as a push request, over the "
+            f"{limit} byte limit of the push pipeline"
+        )
+        self.order_id = order_id
+        self.size = size
+        self.limit = limit
+
+
+class UnstorableOrder(OrderFlowError, ValueError):  # noqa: N818 - public name of the contract
+    """The draft order holds something PostgreSQL cannot store (nothing written)."""
+
+    def __init__(self, order_id: uuid.UUID, problem: str) -> None:
+        super().__init__(f"Draft order {order_id} cannot be approved: {problem}")
+        self.order_id = order_id
+        self.problem = problem
 
 
 def new_traceparent() -> str:
@@ -72,6 +101,11 @@ def build_push_requested(
     }
     payload = order_to_json(order)
     payload["approved_at"] = occurred
+    size = len(
+        json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+    )
+    if size > MAX_EVENT_PAYLOAD_BYTES:
+        raise OrderTooLarge(order.id, size, MAX_EVENT_PAYLOAD_BYTES)
     return OutboxEvent(
         event_id=event_id,
         aggregate_type=AGGREGATE_DRAFT_ORDER,
@@ -100,6 +134,9 @@ def approve_draft_order(
     omitted).
 
     Raises ``ValueError`` if the order belongs to another organisation,
+    ``OrderTooLarge`` (a ``ValueError``) if its push request would exceed
+    ``MAX_EVENT_PAYLOAD_BYTES``, ``UnstorableOrder`` (a ``ValueError``) if a text
+    field holds U+0000 or the order number is too long,
     ``OrderAlreadyApproved`` if it was approved before, and
     ``DuplicateKeyError`` if its order number is used by another order (or a
     concurrent approval inserted it first); nothing is written in any of
@@ -110,7 +147,14 @@ def approve_draft_order(
         raise ValueError(
             f"Draft order {order.id} belongs to organisation {order.org_id}, not {org}"
         )
+    problem = storage_problem(order)
+    if problem is not None:
+        raise UnstorableOrder(order.id, problem)
     now = clock()
+    # Built before the transaction: an order the pipeline cannot carry writes nothing.
+    event = build_push_requested(
+        replace(order, status=DraftOrderStatus.APPROVED), occurred_at=now, traceparent=traceparent
+    )
     with uow:
         # Locking the row serialises concurrent approvals of one order, so
         # exactly one of them writes the event (and events of one order are
@@ -129,8 +173,6 @@ def approve_draft_order(
             uow.draft_orders.add(approved, now=now)
         else:
             uow.draft_orders.update(approved, now=now)
-        event = uow.outbox.add(
-            build_push_requested(approved, occurred_at=now, traceparent=traceparent)
-        )
+        event = uow.outbox.add(event)
         uow.commit()
     return event

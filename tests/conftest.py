@@ -30,11 +30,33 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from infra.endpoints import Endpoints, SftpServer
 from infra.tryton import TrytonServer, ensure_template, start_server, stop_server
 
 __all__ = ["SftpServer"]
+
+# --- hypothesis ---------------------------------------------------------------------------
+# No deadlines anywhere: these machines are shared and noisy, and the suite makes no timed
+# assertions. Tests that want more (or fewer) examples say so with @settings.
+# - "dev" (default): random examples, the local example database replays past failures.
+# - "ci": derandomized (examples derived from each test's name, no database), so a CI run
+#   is reproducible and a red build cannot turn green by rerunning it; local runs keep
+#   exploring new examples. Chosen with HYPOTHESIS_PROFILE, else "ci" when CI is set.
+settings.register_profile("dev", deadline=None, max_examples=50)
+settings.register_profile(
+    "ci",
+    deadline=None,
+    max_examples=50,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 TESTS_DIR = Path(__file__).resolve().parent
 SERVICE_FIXTURES = frozenset(

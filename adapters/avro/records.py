@@ -31,7 +31,7 @@ from adapters.avro.codec import (
     UnknownSchema,
     default_codec,
 )
-from domain.model import DraftOrder, DraftOrderStatus, OrderLine, PushStatus
+from domain.model import DraftOrder, DraftOrderStatus, OrderLine, PushStatus, storage_problem
 from domain.records import EVENT_PUSH_REQUESTED, OutboxEvent, order_from_json
 
 #: The decimal text syntax of quantities and prices (Python ``str(Decimal)``,
@@ -198,11 +198,20 @@ def push_requested_from_outbox(event: OutboxEvent) -> dict[str, Any]:
 def draft_order_from_push_requested(record: Mapping[str, Any]) -> DraftOrder:
     """Return the APPROVED domain ``DraftOrder`` a decoded ``PushRequested`` asks to push.
 
-    Raises ``InvalidMessage`` if the content breaks the contract.
+    Raises ``InvalidMessage`` if the content breaks the contract or cannot be stored
+    (``domain.model.storage_problem``).
     """
-    return order_from_avro(
+    if record["attempt"] < 0:
+        raise InvalidMessage(f"attempt is {record['attempt']}, must be >= 0")
+    order = order_from_avro(
         record["order"], order_id=record["draft_order_id"], org_id=record["org_id"]
     )
+    problem = storage_problem(order)
+    if problem is not None:
+        # Not storable in the push log: a request that can never be recorded must go
+        # to the DLQ, not fail (and be retried) for ever in front of its partition.
+        raise InvalidMessage(f"order.{problem}")
+    return order
 
 
 def push_result_record(

@@ -12,10 +12,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -30,10 +31,11 @@ from sqlalchemy import Engine, text
 from adapters.kafka.config import admin_config
 from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_engine
+from consumer.worker import PushWorker, WorkerConfig, run_worker
 from domain.model import DraftOrder, OrderLine
 from domain.records import OutboxEvent
 from producer.approval import build_push_requested
-from producer.relay import RelayConfig
+from producer.relay import OutboxRelay, RelayConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
@@ -45,6 +47,31 @@ def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
     for future in admin.delete_topics(list(names), operation_timeout=10).values():
         with contextlib.suppress(Exception):
             future.result()
+
+
+@contextlib.contextmanager
+def relay_and_worker(
+    relay: OutboxRelay, worker: PushWorker, config: WorkerConfig, timeout: float
+) -> Iterator[None]:
+    """Run a relay and a push worker in threads until the block ends; then stop both
+    (the SIGTERM path) and join them."""
+    threads = [
+        threading.Thread(target=relay.run, daemon=True),
+        threading.Thread(
+            target=lambda: run_worker(config, install_signal_handlers=False, worker=worker),
+            daemon=True,
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        worker.stop()
+        relay.stop()
+        for thread in threads:
+            thread.join(timeout)
+    assert not any(t.is_alive() for t in threads), "relay or worker did not stop"
 
 
 @dataclass
@@ -427,4 +454,3 @@ def final_statuses(engine: Engine) -> dict[str, str]:
     for row in push_log_rows(engine):  # ordered by attempt within an order
         latest[str(row.draft_order_id)] = row.status
     return latest
-

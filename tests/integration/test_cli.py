@@ -123,6 +123,19 @@ def test_invalid_config_lists_every_error_without_values(
             "order is missing the field 'order_number'",
         ),
         (["orders", "push", "--org", "ORG", "--order", "ORG"], "no draft order"),
+        (["orders", "approve", "--org", "ORG", "--file", "NONUTF8"], "is not UTF-8"),
+        (
+            ["orders", "approve", "--org", "ORG", "--file", "NUL"],
+            "cannot be approved: notes contains a NUL character",
+        ),
+        (
+            ["orders", "approve", "--org", "ORG", "--file", "OVERFLOW"],
+            "cannot be approved: the order total cannot be computed",
+        ),
+        (
+            ["orders", "approve", "--org", "ORG", "--file", "NAN"],
+            "cannot be approved: lines[0].quantity is not a finite decimal number",
+        ),
     ],
 )
 def test_bad_input_gives_one_clear_line(
@@ -139,6 +152,17 @@ def test_bad_input_gives_one_clear_line(
         "NOFIELD": write_json(tmp_path / "n.json", {"customer_code": "C"}),
         "ORG": str(uuid.uuid4()),
     }
+    order = {"order_number": f"SO-{uuid.uuid4().hex[:6]}", "customer_code": "C"}
+    line = {"line_no": 1, "product_code": "P", "quantity": "1", "unit_price": "1"}
+    files["NUL"] = write_json(tmp_path / "nul.json", {**order, "notes": "a\u0000b"})
+    files["OVERFLOW"] = write_json(
+        tmp_path / "big.json",
+        {**order, "lines": [{**line, "quantity": "9E+999999", "unit_price": "9E+999999"}]},
+    )
+    nan_line = {**line, "quantity": "NaN"}
+    files["NAN"] = write_json(tmp_path / "nan.json", {**order, "lines": [nan_line]})
+    (tmp_path / "latin1.json").write_bytes(b'{"order_number": "S\xf6-1", "customer_code": "C"}')
+    files["NONUTF8"] = str(tmp_path / "latin1.json")
     (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
     files["BADJSON"] = str(tmp_path / "bad.json")
     status, _ = run(*[files.get(a, a) for a in argv])

@@ -7,9 +7,7 @@ consumer group, runs the relay and the worker in threads and stops both
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -20,7 +18,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,13 +26,13 @@ from adapters.avro.records import push_requested_record
 from adapters.connectors.mock import MockConnector
 from adapters.connectors.registry import ConnectorRegistry
 from adapters.crypto.encryption import EncryptionService
-from adapters.kafka.config import admin_config, producer_config
+from adapters.kafka.config import producer_config
 from adapters.kafka.headers import EventHeaders
 from adapters.kafka.producer import EventProducer
 from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import ERPConnection
-from consumer.worker import PushWorker, WorkerConfig, WorkerSettings, build_worker, run_worker
+from consumer.worker import PushWorker, WorkerConfig, WorkerSettings, build_worker
 from domain.idempotency import export_key, generate_idempotency_key
 from domain.model import DraftOrder, OrderLine
 from domain.ports import ERPConnectorPort
@@ -43,6 +40,7 @@ from entrypoints.bootstrap import sql_unit_of_work
 from producer.approval import approve_draft_order, new_traceparent
 from producer.relay import OutboxRelay, RelayConfig, RelaySettings
 from producer.relay_kafka import build_relay
+from tests.integration._pipeline import delete_topics, relay_and_worker
 
 pytestmark = pytest.mark.integration
 
@@ -180,25 +178,9 @@ def pipeline(
         ),
         RelaySettings(idle_poll_s=0.1),
     )
-    threads = [
-        threading.Thread(target=relay.run, daemon=True),
-        threading.Thread(
-            target=lambda: run_worker(config, install_signal_handlers=False, worker=worker),
-            daemon=True,
-        ),
-    ]
-    for thread in threads:
-        thread.start()
-    yield Pipeline(topics, kafka_bootstrap_servers, registry, factory, worker, relay)
-    worker.stop()
-    relay.stop()
-    for thread in threads:
-        thread.join(DEADLINE)
-    assert not any(t.is_alive() for t in threads), "relay or worker did not stop"
-    admin = AdminClient(admin_config(kafka_bootstrap_servers))
-    for future in admin.delete_topics(list(topics.all()), operation_timeout=10).values():
-        with contextlib.suppress(Exception):
-            future.result()
+    with relay_and_worker(relay, worker, config, DEADLINE):
+        yield Pipeline(topics, kafka_bootstrap_servers, registry, factory, worker, relay)
+    delete_topics(kafka_bootstrap_servers, topics.all())
 
 
 def publish_request(pipeline: Pipeline, order: DraftOrder, copies: int = 1) -> None:

@@ -6,6 +6,7 @@ import copy
 import io
 import os
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -19,6 +20,7 @@ from adapters.avro import (
     HEADER_SIZE,
     MAGIC,
     AvroCodec,
+    InvalidMessage,
     InvalidRecord,
     SchemaVersion,
     UndecodableMessage,
@@ -43,7 +45,8 @@ ORG = uuid.UUID("33333333-3333-4333-8333-333333333333")
 APPROVED_AT = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 # Text Avro can carry: any Unicode scalar value (no lone surrogates).
-texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+# Any UTF-8 text PostgreSQL can store (U+0000 cannot be: see test_nul_anywhere_...).
+texts = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)
 decimals = st.decimals(allow_nan=False, allow_infinity=False)
 json_values = st.recursive(
     st.none()
@@ -228,6 +231,21 @@ def test_any_order_survives_the_round_trip(
     decoded = decode_push_requested(encode_push_requested(record))
     assert decoded["occurred_at"] == occurred
     assert_same_order(draft_order_from_push_requested(decoded), order)
+
+
+@settings(max_examples=50)
+@given(order=orders, data=st.data())
+def test_nul_anywhere_in_the_order_text_is_an_invalid_message(
+    order: DraftOrder, data: st.DataObject
+) -> None:
+    """A request PostgreSQL cannot record goes to the DLQ instead of failing for ever."""
+    names = ["order_number", "customer_code", "currency", "notes"]
+    name = data.draw(st.sampled_from(names))
+    poisoned = replace(order, **{name: getattr(order, name) + "\x00"})
+    record = request_for(poisoned)
+    decoded = decode_push_requested(encode_push_requested(record))
+    with pytest.raises(InvalidMessage, match=rf"^order\.{name} contains a NUL character"):
+        draft_order_from_push_requested(decoded)
 
 
 def test_timestamps_in_other_zones_and_iso_text_are_accepted() -> None:

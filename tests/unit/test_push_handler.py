@@ -10,6 +10,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from adapters.avro.codec import decode_push_requested, encode_push_requested
 from adapters.avro.records import push_requested_record
 from adapters.kafka.consumer import ConsumedMessage
@@ -461,3 +464,41 @@ def test_without_retry_tiers_a_live_claim_stays_a_duplicate() -> None:
     assert claim is not None
     assert env.handle(env.request(order)) == "duplicate"
     assert env.outbox() == []
+
+
+# --- the retry schedule, as a property ---------------------------------------------------
+
+
+@settings(max_examples=40)
+@given(
+    max_retries=st.integers(0, 6),
+    tiers=st.integers(1, 4),
+    base=st.sampled_from([0.0, 0.05, 0.5, 1.0, 2.5]),
+)
+def test_retry_chain_follows_base_times_two_to_the_n_capped_by_the_tiers(
+    max_retries: int, tiers: int, base: float
+) -> None:
+    """Always transient: delays base*2^n (monotonic), tier min(n, tiers), then FAILED + DLQ."""
+    env = Env(RetrySettings(max_retries=max_retries, retry_delay_base=base, retry_tiers=tiers))
+    env.connector.handler = transient()
+    org = uuid.uuid4()
+    env.connect(org)
+    order = make_order(org)
+    message = env.request(order)
+    delays: list[float] = []
+    for attempt in range(max_retries):
+        assert env.handle(message) == "RETRYING"
+        retry = env.outbox(order)[-1]
+        assert retry.event_type == f"PushRetry.{min(attempt + 1, tiers)}"
+        assert int(retry.headers["attempt"]) == attempt + 1
+        delays.append((due_at(retry) - env.clock()).total_seconds())
+        env.clock.advance(delays[-1])
+        message = env.from_outbox(retry)
+    assert env.handle(message) == "FAILED"
+    assert delays == [base * 2**n for n in range(max_retries)]
+    assert delays == sorted(delays)
+    assert env.calls(order) == max_retries + 1
+    assert [e.status for e in env.log(order)] == [PushStatus.RETRYING] * max_retries + [
+        PushStatus.FAILED
+    ]
+    assert env.outbox(order)[-1].event_type == EVENT_PUSH_DEAD_LETTERED
