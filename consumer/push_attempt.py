@@ -157,31 +157,30 @@ class PushAttempts:
         key = _generate_key(org, order.id, attempt)
         with self.uow as uow:
             now = self.clock()
-            existing = uow.push_log.find(key)
-            if existing is None:
-                connection = uow.connections.get_active(org)
-                claimed = uow.push_log.claim(
-                    PushLogEntry.pending(
-                        org_id=org,
-                        draft_order_id=order.id,
-                        idempotency_key=key,
-                        attempt=attempt,
-                        now=now,
-                        lease_expires_at=now + self.lease,
-                        connector_type=connection.connector_type if connection else None,
-                        request_json=order_to_json(order),
-                    )
+            connection = uow.connections.get_active(org)
+            # Claim first: a new key (the common case) then costs no lookup before it;
+            # ON CONFLICT DO NOTHING leaves an existing row alone.
+            claimed = uow.push_log.claim(
+                PushLogEntry.pending(
+                    org_id=org,
+                    draft_order_id=order.id,
+                    idempotency_key=key,
+                    attempt=attempt,
+                    now=now,
+                    lease_expires_at=now + self.lease,
+                    connector_type=connection.connector_type if connection else None,
+                    request_json=order_to_json(order),
                 )
-                if claimed is not None:
-                    # Committed before the ERP call: from now on nobody else
-                    # calls the ERP for this key while the lease lives.
-                    uow.commit()
-                    return claimed, Claim(claimed, connection)
-                existing = uow.push_log.find(key)  # the winner's row (committed)
-            elif existing.lease_expired(now):
+            )
+            if claimed is not None:
+                # Committed before the ERP call: from now on nobody else
+                # calls the ERP for this key while the lease lives.
+                uow.commit()
+                return claimed, Claim(claimed, connection)
+            existing = uow.push_log.find(key)  # the earlier or winning row (committed)
+            if existing is not None and existing.lease_expired(now):
                 taken = uow.push_log.take_over(key, now=now, lease_expires_at=now + self.lease)
                 if taken is not None:
-                    connection = uow.connections.get_active(org)
                     uow.commit()
                     logger.warning("Took over the expired claim %s", key)
                     return taken, Claim(taken, connection)

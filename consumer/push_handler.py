@@ -187,11 +187,15 @@ class PushHandler:
         org: uuid.UUID = record["org_id"]
         attempt: int = record["attempt"]
 
+        history: Sequence[PushLogEntry] = ()
         with attempts.uow as uow:
-            done = uow.push_log.find_success(org, order.id)
-            history: Sequence[PushLogEntry] = ()
-            if done is None and attempt == 0:
+            if attempt == 0:
+                # A first attempt needs the order's history anyway (is a retry chain
+                # unfinished?); its earliest SUCCESS, if any, is in it: one query.
                 history = uow.push_log.list_for_order(org, order.id)
+                done = next((e for e in history if e.status is PushStatus.SUCCESS), None)
+            else:
+                done = uow.push_log.find_success(org, order.id)
         if done is not None:
             _log.info("Draft order %s already pushed: duplicate ignored", order.id)
             return Handled("duplicate")
