@@ -116,39 +116,52 @@ class KafkaEventSink:
             _log.warning("Dropping a Kafka producer with %d message(s) outstanding", remaining)
 
 
+def event_encoder(
+    event_type: str, codec: AvroCodec | None = None
+) -> Callable[[OutboxEvent], bytes] | None:
+    """How an outbox event of ``event_type`` becomes its Kafka value (``None``: no route).
+
+    :data:`EVENT_TOPICS` are Avro (``codec``, default the shared validating codec of
+    ``schemas/``); the push worker's retry-tier and DLQ records have their own encoders.
+    The one lookup behind both the relay's routes and the writers' encoder.
+    """
+    if event_type in EVENT_TOPICS:
+        from adapters.avro.records import encode_outbox_event
+
+        return lambda event: encode_outbox_event(event, codec)
+    from consumer.outbox_events import outcome_encoder
+
+    return outcome_encoder(event_type)
+
+
 def outbox_value_encoder(codec: AvroCodec | None = None) -> Callable[[OutboxEvent], bytes | None]:
-    """Encode an outbox event's Kafka value as :func:`default_routes` would (for writers).
+    """Encode an outbox event's Kafka value as the relay's routes would (for writers).
 
     Writers store the value with the event, so the relay only moves bytes. Returns
     ``None`` for an event type no route knows (the relay then refuses it, logged).
     """
-    from adapters.avro.records import encode_outbox_event
-    from consumer.outbox_events import outcome_encoder
 
     def encode(event: OutboxEvent) -> bytes | None:
-        if event.event_type in EVENT_TOPICS:
-            return encode_outbox_event(event, codec)
-        encoder = outcome_encoder(event.event_type)
+        encoder = event_encoder(event.event_type, codec)
         return None if encoder is None else encoder(event)
 
     return encode
 
 
 def default_routes(topics: TopicNames, codec: AvroCodec | None = None) -> dict[str, Route]:
-    """Routes for :data:`EVENT_TOPICS` (Avro, ``adapters.avro``) and the push worker's records.
+    """Routes for :data:`EVENT_TOPICS` and the push worker's records (see :func:`event_encoder`).
 
     ``codec`` (used for :data:`EVENT_TOPICS`) defaults to the shared validating codec
     of ``schemas/``; a benchmark or a tuned deployment may pass another (e.g.
     ``AvroCodec.from_schemas(validate=False)``, about a quarter cheaper per event).
     """
-    from adapters.avro.records import encode_outbox_event
-
-    def encode(event: OutboxEvent) -> bytes:
-        return encode_outbox_event(event, codec)
-
     from consumer.outbox_events import outcome_routes
 
-    routes = {name: Route(topic(topics), encode) for name, topic in EVENT_TOPICS.items()}
+    routes: dict[str, Route] = {}
+    for name, topic in EVENT_TOPICS.items():
+        encoder = event_encoder(name, codec)
+        assert encoder is not None  # every EVENT_TOPICS type has one
+        routes[name] = Route(topic(topics), encoder)
     # The push worker's retry-tier and DLQ records (own encoders, topic per tier).
     routes.update({name: Route(t, enc) for name, (t, enc) in outcome_routes(topics).items()})
     return routes
