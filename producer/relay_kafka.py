@@ -140,9 +140,13 @@ def outbox_value_encoder(codec: AvroCodec | None = None) -> Callable[[OutboxEven
     Writers store the value with the event, so the relay only moves bytes. Returns
     ``None`` for an event type no route knows (the relay then refuses it, logged).
     """
+    # Resolved now, not per event: it imports the Avro adapter here, in the thread that
+    # builds the unit of work, and never first from two threads at once (a lazy first
+    # import racing a reader thread's import of adapters.avro failed half-initialised).
+    avro = {name: event_encoder(name, codec) for name in EVENT_TOPICS}
 
     def encode(event: OutboxEvent) -> bytes | None:
-        encoder = event_encoder(event.event_type, codec)
+        encoder = avro.get(event.event_type) or event_encoder(event.event_type, codec)
         return None if encoder is None else encoder(event)
 
     return encode
