@@ -17,6 +17,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from adapters.postgres.approval_sql import (
+    SqlApprovalTarget,
+    sql_approval_target,
+    write_approval,
+)
 from domain.errors import OrderFlowError
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, DraftOrderStatus, storage_problem
@@ -141,6 +146,10 @@ def approve_draft_order(
     ``DuplicateKeyError`` if its order number is used by another order (or a
     concurrent approval inserted it first); nothing is written in any of
     these cases.
+
+    A SQL unit of work with its own stores writes the order and the event in
+    one statement (``adapters.postgres.approval_sql``); any other unit of work
+    goes through its stores. Both refuse the same cases with the same errors.
     """
     org = uuid.UUID(str(org_id))
     if order.org_id != org:
@@ -151,28 +160,71 @@ def approve_draft_order(
     if problem is not None:
         raise UnstorableOrder(order.id, problem)
     now = clock()
+    approved = replace(order, status=DraftOrderStatus.APPROVED)
     # Built before the transaction: an order the pipeline cannot carry writes nothing.
-    event = build_push_requested(
-        replace(order, status=DraftOrderStatus.APPROVED), occurred_at=now, traceparent=traceparent
-    )
+    event = build_push_requested(approved, occurred_at=now, traceparent=traceparent)
     with uow:
-        # Locking the row serialises concurrent approvals of one order, so
-        # exactly one of them writes the event (and events of one order are
-        # committed in sequence order).
-        current = uow.draft_orders.get(org, order.id, for_update=True)
-        if current is not None and current.status is DraftOrderStatus.APPROVED:
-            raise OrderAlreadyApproved(org, order.id)
-        namesake = uow.draft_orders.get_by_number(org, order.order_number)
-        if namesake is not None and namesake.id != order.id:
-            raise DuplicateKeyError(
-                f"Order number {order.order_number!r} is already used by draft order "
-                f"{namesake.id} in organisation {org}"
-            )
-        approved = replace(order, status=DraftOrderStatus.APPROVED)
-        if current is None:
-            uow.draft_orders.add(approved, now=now)
+        target = sql_approval_target(uow)
+        if target is None:
+            event = _approve_with_stores(uow, org, approved, event, now)
         else:
-            uow.draft_orders.update(approved, now=now)
-        event = uow.outbox.add(event)
+            event = _approve_in_one_statement(target, org, approved, event, now)
         uow.commit()
     return event
+
+
+def _approve_in_one_statement(
+    target: SqlApprovalTarget,
+    org: uuid.UUID,
+    approved: DraftOrder,
+    event: OutboxEvent,
+    now: datetime,
+) -> OutboxEvent:
+    """The SQL unit of work's fast path: order and event in one statement (same refusals)."""
+    written = write_approval(target, approved, event, now=now)
+    if isinstance(written, OutboxEvent):
+        return written
+    if written.reason == "already_approved":
+        raise OrderAlreadyApproved(org, approved.id)
+    if written.reason == "order_number_taken":
+        if written.namesake_id is not None:
+            raise _number_taken(org, approved.order_number, written.namesake_id)
+        # Lost a race to a concurrent approval whose row is gone again: the store's words.
+        raise DuplicateKeyError(
+            f"Order number {approved.order_number!r} is already used in organisation {org}",
+            constraint=written.constraint,
+        )
+    raise DuplicateKeyError(
+        f"Draft order {approved.id} already exists", constraint=written.constraint
+    )
+
+
+def _approve_with_stores(
+    uow: UnitOfWork,
+    org: uuid.UUID,
+    approved: DraftOrder,
+    event: OutboxEvent,
+    now: datetime,
+) -> OutboxEvent:
+    """Any unit of work: the approval through its stores' calls."""
+    # Locking the row serialises concurrent approvals of one order, so
+    # exactly one of them writes the event (and events of one order are
+    # committed in sequence order).
+    current = uow.draft_orders.get(org, approved.id, for_update=True)
+    if current is not None and current.status is DraftOrderStatus.APPROVED:
+        raise OrderAlreadyApproved(org, approved.id)
+    namesake = uow.draft_orders.get_by_number(org, approved.order_number)
+    if namesake is not None and namesake.id != approved.id:
+        raise _number_taken(org, approved.order_number, namesake.id)
+    if current is None:
+        uow.draft_orders.add(approved, now=now)
+    else:
+        uow.draft_orders.update(approved, now=now)
+    return uow.outbox.add(event)
+
+
+def _number_taken(org: uuid.UUID, order_number: str, namesake: uuid.UUID) -> DuplicateKeyError:
+    return DuplicateKeyError(
+        f"Order number {order_number!r} is already used by draft order "
+        f"{namesake} in organisation {org}"
+    )

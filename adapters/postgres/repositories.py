@@ -447,6 +447,16 @@ class SqlOutboxStore:
         self._session = session
         self._encoder = encoder
 
+    @property
+    def session(self) -> Session:
+        """The session this store writes in (the one-statement approval writes there too)."""
+        return self._session
+
+    @property
+    def encoder(self) -> OutboxValueEncoder | None:
+        """The encoder of each event's Kafka value at write time (``None``: the relay's job)."""
+        return self._encoder
+
     def add(self, event: OutboxEvent) -> OutboxEvent:
         """Insert ``event`` and return it with its BIGSERIAL ``id`` (and encoded value)."""
         value = event.value
