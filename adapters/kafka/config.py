@@ -51,6 +51,26 @@ CONSUMER_GUARANTEES: Mapping[str, Any] = {
 }
 
 
+#: Consumer settings for the pipeline's latency (approval -> PushResult, issue 6).
+#: None of them touches a guarantee: they only decide when fetched records arrive.
+CONSUMER_LATENCY: Mapping[str, Any] = {
+    # The broker answers a fetch as soon as ONE byte is there (Kafka's default, stated
+    # here because the e2e latency rests on it): a larger value trades latency for
+    # fewer, fuller fetches, which the pipeline's small records do not need.
+    "fetch.min.bytes": 1,
+    # How long the broker may hold a fetch that has no data (librdkafka's default is
+    # 500 ms). New data ends the wait at once either way; but a partition that joins
+    # the fetch meanwhile (resumed after the worker paused it, newly assigned) is
+    # only fetched with the NEXT request, so the held one delays it by up to this
+    # much. 100 ms bounds that; an idle consumer sends ~10 empty fetches a second
+    # per broker, which costs the broker next to nothing.
+    "fetch.wait.max.ms": 100,
+    # After a fetch error (leader moved, broker restarting) retry after 100 ms, not
+    # librdkafka's 500 ms: the error is usually over by then.
+    "fetch.error.backoff.ms": 100,
+}
+
+
 def _base(bootstrap_servers: str, client_id: str, logger: logging.Logger | None) -> dict[str, Any]:
     if not bootstrap_servers:
         raise ValueError("bootstrap_servers must not be empty")
@@ -61,6 +81,12 @@ def _base(bootstrap_servers: str, client_id: str, logger: logging.Logger | None)
         "client.id": client_id,
         # Idle connections closed by the broker are routine; do not log each one.
         "log.connection.close": False,
+        # TCP_NODELAY. librdkafka leaves Nagle's algorithm on by default: a small
+        # request written while an earlier one is unacknowledged (pipelined produce
+        # requests, a fetch right after a produce) then waits for the peer's ACK,
+        # which delayed ACK can hold back up to 40 ms on Linux. Every record of the
+        # pipeline is small and latency-bound; batching is linger.ms's job, not TCP's.
+        "socket.nagle.disable": True,
         "error_cb": ErrorReporter(logger),
         "logger": librdkafka_logger(),
     }
@@ -96,6 +122,14 @@ def producer_config(
     the broker before its delivery report carries an error (the outbox keeps the
     event, so the relay retries it). ``queue_max_*`` bound the local buffer: a
     full buffer makes ``produce`` wait (see :class:`~adapters.kafka.producer.EventProducer`).
+
+    Latency (issue 6): the default ``linger_ms`` of 5 suits producers off the
+    approval -> PushResult path (the worker's retry and DLQ writes, whose records
+    wait seconds anyway); the relay, which carries both the request and the
+    result, passes its own (``producer.relay_kafka.RELAY_LINGER_MS``). ``acks=all``
+    and idempotence stay whatever the latency: an ack then costs one replication
+    round trip to the in-sync followers (none on a one-broker cluster), and
+    losing an acknowledged event would break at-least-once.
     """
     if linger_ms < 0 or batch_size < 1 or delivery_timeout_ms < 1:
         raise ValueError("linger_ms must be >= 0, batch_size and delivery_timeout_ms >= 1")
@@ -122,6 +156,7 @@ def consumer_config(
     max_poll_interval_ms: int = 300_000,
     session_timeout_ms: int = 45_000,
     auto_commit_interval_ms: int = 1_000,
+    fetch_wait_max_ms: int = 100,
     logger: logging.Logger | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -132,9 +167,13 @@ def consumer_config(
     partitions; ERP calls run off the poll loop, so the default 5 minutes is a
     safety net, not a budget. ``auto_commit_interval_ms`` only bounds how stale
     the committed offsets are (redelivery after a crash is deduplicated anyway).
+    ``fetch_wait_max_ms`` bounds how long the broker holds a fetch with no new
+    data (see :data:`CONSUMER_LATENCY`).
     """
     if not group_id:
         raise ValueError("group_id must not be empty")
+    if fetch_wait_max_ms < 1:
+        raise ValueError("fetch_wait_max_ms must be >= 1")
     if max_poll_interval_ms < session_timeout_ms:
         # librdkafka refuses this combination at construction; say why earlier.
         raise ValueError("max_poll_interval_ms must be >= session_timeout_ms")
@@ -149,6 +188,8 @@ def consumer_config(
             "auto.commit.interval.ms": auto_commit_interval_ms,
             # Partition EOF is not an event the pipeline cares about.
             "enable.partition.eof": False,
+            **CONSUMER_LATENCY,
+            "fetch.wait.max.ms": fetch_wait_max_ms,
         }
     )
     return _apply_extra(config, extra, CONSUMER_GUARANTEES)

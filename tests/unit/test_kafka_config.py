@@ -11,6 +11,7 @@ from confluent_kafka.admin import AdminClient
 
 from adapters.kafka.config import (
     CONSUMER_GUARANTEES,
+    CONSUMER_LATENCY,
     PRODUCER_GUARANTEES,
     admin_config,
     consumer_config,
@@ -129,3 +130,33 @@ def test_configs_are_fresh_dicts() -> None:
     first = producer_config(BOOTSTRAP)
     first["acks"] = 0
     assert producer_config(BOOTSTRAP)["acks"] == "all"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        producer_config(BOOTSTRAP),
+        consumer_config(BOOTSTRAP, group_id="g"),
+        admin_config(BOOTSTRAP),
+    ],
+    ids=["producer", "consumer", "admin"],
+)
+def test_every_client_disables_nagle(config: dict[str, Any]) -> None:
+    # Small pipelined requests must not wait for the peer's (delayed) ACK.
+    assert config["socket.nagle.disable"] is True
+
+
+def test_consumer_latency_settings() -> None:
+    config = consumer_config(BOOTSTRAP, group_id="g")
+    assert config["fetch.min.bytes"] == 1
+    assert config["fetch.wait.max.ms"] == 100
+    assert config["fetch.error.backoff.ms"] == 100
+    assert all(config[k] == v for k, v in CONSUMER_LATENCY.items())
+    assert consumer_config(BOOTSTRAP, group_id="g", fetch_wait_max_ms=20)["fetch.wait.max.ms"] == 20
+    with pytest.raises(ValueError, match="fetch_wait_max_ms"):
+        consumer_config(BOOTSTRAP, group_id="g", fetch_wait_max_ms=0)
+
+
+def test_latency_settings_leave_the_producer_guarantees_alone() -> None:
+    config = producer_config(BOOTSTRAP, linger_ms=0)
+    assert (config["acks"], config["enable.idempotence"], config["linger.ms"]) == ("all", True, 0)
