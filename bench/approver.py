@@ -4,24 +4,38 @@
 approves N demo drafts of organisation ORG on an open-loop schedule (order
 ``i`` is due at ``start + i / R`` however long earlier approvals took) with
 ``--threads`` approvers, and prints one line per committed approval:
-``<draft order id> <commit time, epoch seconds>``. A process of its own keeps
-the approvals' CPU away from the harness's results reader, whose read times
-are the other end of every latency.
+``<draft order id> <commit time, epoch seconds> <start lateness, ms>`` (how
+long after its due time the approval started: the approver's own queueing,
+which the latency from the commit does not show), then ``# cpu_s <seconds>``
+(the process's CPU time). ``--rate 0`` approves as fast as it can (closed
+loop: the approver's capacity). A process of its own keeps the approvals' CPU
+away from the harness's results reader, whose read times are the other end of
+every latency.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from entrypoints import bootstrap
 from entrypoints.demo_support import demo_order
 from producer.approval import approve_draft_order
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One committed approval: when it committed, how late after its due time it started."""
+
+    committed_at: float
+    late_ms: float
 
 
 def approve_open_loop(
@@ -31,13 +45,13 @@ def approve_open_loop(
     rate: float,
     threads: int,
     max_seconds: float | None = None,
-) -> dict[uuid.UUID, float]:
-    """Approve ``orders`` drafts at ``rate``/s (open loop); return each commit time.
+) -> dict[uuid.UUID, Approval]:
+    """Approve ``orders`` drafts at ``rate``/s (open loop; 0: no pacing); return each approval.
 
     Stops early after ``max_seconds`` (a machine too busy to keep the schedule
     must not stretch the run without bound).
     """
-    committed: dict[uuid.UUID, float] = {}
+    committed: dict[uuid.UUID, Approval] = {}
     lock = threading.Lock()
     errors: list[BaseException] = []
     started = time.monotonic() + 0.1
@@ -46,16 +60,19 @@ def approve_open_loop(
         uow = bootstrap.sql_unit_of_work(session_factory=session_factory)
         try:
             for index in range(first, orders, threads):
-                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                now = time.monotonic()
+                if max_seconds is not None and now - started > max_seconds:
                     return
-                delay = started + index / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                due = started + index / rate if rate > 0 else now
+                if due > now:
+                    time.sleep(due - now)
+                late_ms = max(0.0, time.monotonic() - due) * 1000
                 draft = demo_order(org_id, index + 1)
                 approve_draft_order(uow, org_id, draft)
+                # Taken as soon as the call returns: its last step is the COMMIT.
                 at = time.time()
                 with lock:
-                    committed[draft.id] = at
+                    committed[draft.id] = Approval(at, late_ms)
         except BaseException as exc:
             errors.append(exc)
 
@@ -75,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--org", type=uuid.UUID, required=True)
     parser.add_argument("--orders", type=int, required=True)
-    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--rate", type=float, required=True, help="approvals/s; 0: no pacing")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-seconds", type=float, default=None)
     args = parser.parse_args(argv)
@@ -87,7 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     finally:
         engine.dispose()
-    sys.stdout.write("".join(f"{order} {at:.6f}\n" for order, at in committed.items()))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    sys.stdout.write(
+        "".join(f"{order} {a.committed_at:.6f} {a.late_ms:.3f}\n" for order, a in committed.items())
+    )
+    sys.stdout.write(f"# cpu_s {usage.ru_utime + usage.ru_stime:.3f}\n")
     return 0
 
 

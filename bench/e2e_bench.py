@@ -3,11 +3,17 @@
 Reuses the pipeline demo's pieces (``entrypoints.demo``): relay and push worker
 as child processes, the results-topic reader, the open-loop approval loop.
 Latency per order: from the approval's commit to the moment its PushResult
-was read from the results topic.
+was read from the results topic. Orders whose PushResult never came are
+counted (``missing_results``), not folded into the percentiles. Beside the
+latency: the approver's capacity alone and its lateness against the schedule
+(an approver that cannot keep up lowers the load it claims to apply), the CPU
+per order of approver, relay and worker, and the latency of each hop
+(``bench.e2e_hops``).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.kafka.topics import TopicNames, ensure_topics
+from bench import e2e_hops
 from bench.procs import python_module
 from bench.relay_bench import PARTITIONS, new_prefix
 from bench.stats import latency_summary, steady_rate
@@ -35,12 +42,39 @@ from entrypoints.demo import (
 SETTLE_TIMEOUT_S = 120.0
 #: Approving threads of the approver process.
 APPROVERS = 2
+#: Approvals of the approver-alone measurement (closed loop, no relay or worker).
+ALONE_ORDERS = 2000
+
+
+@dataclass
+class ApproverRun:
+    """What ``bench.approver`` reported: each order's commit time and start lateness."""
+
+    committed: dict[uuid.UUID, float]
+    late_ms: list[float]
+    cpu_s: float
+
+
+def parse_approver_output(stdout: str) -> ApproverRun:
+    """Parse ``bench.approver``'s lines (``<order> <commit> <late ms>``, ``# cpu_s <s>``)."""
+    run = ApproverRun({}, [], 0.0)
+    for line in stdout.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == "#":
+            if fields[1:2] == ["cpu_s"]:
+                run.cpu_s = float(fields[2])
+            continue
+        run.committed[uuid.UUID(fields[0])] = float(fields[1])
+        run.late_ms.append(float(fields[2]))
+    return run
 
 
 def _approve(
-    database_url: str, org_id: uuid.UUID, orders: int, rate: float
-) -> dict[uuid.UUID, float]:
-    """Run ``bench.approver`` (its own process); return each order's commit time."""
+    database_url: str, org_id: uuid.UUID, orders: int, rate: float, max_seconds: float
+) -> ApproverRun:
+    """Run ``bench.approver`` (its own process); return what it reported."""
     completed = subprocess.run(
         python_module(
             "bench.approver",
@@ -55,53 +89,96 @@ def _approve(
             "--threads",
             str(APPROVERS),
             "--max-seconds",
-            str(orders / rate * 1.5 + 5),
+            str(max_seconds),
         ),
         capture_output=True,
         text=True,
-        timeout=orders / rate * 10 + 120,
+        timeout=max_seconds * 5 + 120,
         check=False,
     )
     if completed.returncode != 0:
         raise RuntimeError(f"approver failed:\n{completed.stderr[-3000:]}")
-    committed: dict[uuid.UUID, float] = {}
-    for line in completed.stdout.splitlines():
-        order, at = line.split()
-        committed[uuid.UUID(order)] = float(at)
-    return committed
+    return parse_approver_output(completed.stdout)
+
+
+def approver_alone(services: Services, orders: int = ALONE_ORDERS) -> dict[str, float]:
+    """The approver's capacity: approvals/s with no pacing, nothing else of the pipeline running.
+
+    Same process, threads and database server as in the end-to-end run, on a
+    scratch database of its own (no relay or worker competing for the CPU).
+    """
+    with scratch_database(services) as url:
+        run = _approve(url, uuid.uuid4(), orders, 0.0, max_seconds=60.0)
+    return {
+        "approver_alone_per_s": steady_rate(run.committed.values()),
+        "approver_alone_cpu_ms_per_approval": run.cpu_s * 1000 / max(1, len(run.committed)),
+    }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (0.0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # Fields 14 and 15 of proc(5) (utime, stime), counted after the ")" of the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> tuple[float, float]:
+    """``(busy, total)`` jiffies of every CPU from ``/proc/stat``."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
 
 
 @dataclass
 class E2EResult:
     """Latencies and the time series of one end-to-end run."""
 
-    summary: dict[str, float]
+    summary: dict[str, Any]
     latencies_ms: list[float] = field(default_factory=list)
     approved_at: list[float] = field(default_factory=list)
     result_at: list[float] = field(default_factory=list)
+    hops: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def run_e2e(
-    services: Services, rate: float, seconds: float, logs: Path, progress: Any = print
+    services: Services,
+    rate: float,
+    seconds: float,
+    logs: Path,
+    progress: Any = print,
+    *,
+    measure_alone: bool = True,
 ) -> E2EResult:
-    """Approve ``rate``/s for ``seconds`` (open loop) and measure every order's latency."""
+    """Approve ``rate``/s for ``seconds`` (open loop) and measure every order's latency.
+
+    Also measured: the approver's capacity alone (``measure_alone``), its
+    lateness against the schedule, the CPU the approver, relay and worker
+    spent, and the latency of every hop (``bench.e2e_hops``).
+    """
     orders = max(1, round(rate * seconds))
+    alone: dict[str, float] = {}
+    if measure_alone:
+        alone = approver_alone(services)
+        progress(f"e2e: the approver alone commits {alone['approver_alone_per_s']:.0f}/s")
     prefix = new_prefix("e")
+    topics = TopicNames(prefix, retry_tiers=RETRY_TIERS)
     with scratch_database(services) as url:
         org_id = uuid.uuid4()
         add_mock_connection(url, org_id, latency_ms=0)
-        ensure_topics(
-            services.bootstrap_servers,
-            TopicNames(prefix, retry_tiers=RETRY_TIERS),
-            partitions=PARTITIONS,
-        )
+        ensure_topics(services.bootstrap_servers, topics, partitions=PARTITIONS)
         options = DemoOptions(orders=orders, topic_prefix=prefix, rate=rate)
         relay, worker = _services(url, services.bootstrap_servers, options, logs)
         results = _Results(org_id)
         stop = threading.Event()
-        topic = TopicNames(prefix, retry_tiers=RETRY_TIERS).results
         servers = services.bootstrap_servers
-        reader = _Thread("results reader", lambda: _read_results(servers, topic, results, stop))
+        reader = _Thread(
+            "results reader", lambda: _read_results(servers, topics.results, results, stop)
+        )
         try:
             relay.start()
             worker.start()
@@ -110,33 +187,64 @@ def run_e2e(
             worker.wait_for_log(r"Assigned \[", 60.0)
             time.sleep(2.0)  # the reader's group joins too
             progress(f"e2e: {orders} approvals at {rate:.0f}/s")
-            committed = _approve(url, org_id, orders, rate)
+            cpu_before = {p.name: _cpu_seconds(p.pid) for p in (relay, worker)}
+            busy_before = _machine_busy()
+            approved = _approve(url, org_id, orders, rate, orders / rate * 1.5 + 5)
+            committed = approved.committed
             _require_running((relay, worker))
             deadline = time.monotonic() + SETTLE_TIMEOUT_S
             while results.count() < len(committed) and time.monotonic() < deadline:
                 _require_running((relay, worker))
                 time.sleep(0.05)
+            cpu = {p.name: _cpu_seconds(p.pid) - cpu_before[p.name] for p in (relay, worker)}
+            busy_after = _machine_busy()
         finally:
             worker.stop(30.0)
             relay.stop(30.0)
             stop.set()
             reader.join(30.0)
-    with results.lock:
-        read_at = dict(results.read_at)
+        with results.lock:
+            read_at = dict(results.read_at)
+        # Before the scratch database is dropped: it holds half of the stamps.
+        stamps = e2e_hops.collect(
+            url, servers, org_id, topics.requests, topics.results, committed, read_at
+        )
+    hops = e2e_hops.hop_breakdown(e2e_hops.only(stamps, committed))
     latencies = [(read_at[o] - committed[o]) * 1000 for o in read_at if o in committed]
-    summary = latency_summary(latencies)
+    missing = sum(1 for o in committed if o not in read_at)
+    summary: dict[str, Any] = latency_summary(latencies)
     summary["orders"] = len(committed)
     summary["orders_scheduled"] = orders
     summary["results"] = len(read_at)
+    # Orders approved whose PushResult was not read before the settle timeout: the
+    # percentiles above do not include them (they would be larger than any of them).
+    summary["missing_results"] = missing
     summary["rate_per_s"] = rate
     # Open loop, but on a busy machine the approver itself may fall behind the schedule.
     summary["achieved_rate_per_s"] = steady_rate(committed.values())
+    late = latency_summary(approved.late_ms)
+    summary["approver_late_p50_ms"] = late["p50_ms"]
+    summary["approver_late_p99_ms"] = late["p99_ms"]
+    summary.update(alone)
+    n = max(1, len(committed))
+    summary["cpu_ms_per_order"] = {
+        "approver": approved.cpu_s * 1000 / n,
+        **{name.replace(" ", "_"): seconds * 1000 / n for name, seconds in cpu.items()},
+    }
+    busy = busy_after[0] - busy_before[0]
+    summary["machine_busy_fraction"] = busy / max(1, busy_after[1] - busy_before[1])
     summary["seconds"] = seconds
+    summary["hops"] = {name: {k: round(v, 2) for k, v in h.items()} for name, h in hops.items()}
     if len(committed) < orders:
         progress(f"e2e: the approver fell behind: {len(committed)} of {orders} approved in time")
+    if missing:
+        progress(f"e2e: {missing} of {len(committed)} PushResults MISSING after the settle time")
     progress(
         f"e2e: {len(read_at)}/{len(committed)} results, p50 {summary['p50_ms']:.1f} ms, "
         f"p99 {summary['p99_ms']:.1f} ms, max {summary['max_ms']:.1f} ms; approvals at "
-        f"{summary['achieved_rate_per_s']:.0f}/s"
+        f"{summary['achieved_rate_per_s']:.0f}/s (start lateness p99 "
+        f"{summary['approver_late_p99_ms']:.1f} ms), machine busy "
+        f"{summary['machine_busy_fraction']:.0%}"
     )
-    return E2EResult(summary, latencies, sorted(committed.values()), sorted(read_at.values()))
+    progress("e2e hops (ms):\n" + e2e_hops.format_breakdown(hops))
+    return E2EResult(summary, latencies, sorted(committed.values()), sorted(read_at.values()), hops)

@@ -21,6 +21,13 @@ DEFAULT_SUMMARY = Path("bench/results/summary.json")
 SECTION = "## Benchmarks"
 
 
+def _missing(count: object) -> str:
+    """``, N results missing`` when PushResults never came (they are not in the percentiles)."""
+    if isinstance(count, int | float) and count > 0:
+        return f", {int(count):,} results missing"
+    return ""
+
+
 def _num(value: Any, digits: int = 0) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "-"
@@ -72,7 +79,8 @@ def render(summary: Mapping[str, Any]) -> str:
         ),
         (
             f"end to end at {_num(s.get('e2e.rate_per_s'))} approvals/s "
-            f"(achieved {_num(s.get('e2e.achieved_rate_per_s'))}/s), p50 / p95 / p99 / max (ms)",
+            f"(achieved {_num(s.get('e2e.achieved_rate_per_s'))}/s"
+            f"{_missing(s.get('e2e.missing_results'))}), p50 / p95 / p99 / max (ms)",
             " / ".join(
                 _num(s.get(f"e2e.{p}_ms"), 1) for p in ("p50", "p95", "p99", "max")
             ),
