@@ -174,6 +174,11 @@ def write_approval(
         "value": value,
     }
     session = target.session
+    if session.autoflush:
+        # What the ORM's own queries would do first: a caller-owned session's pending
+        # changes reach the database before this statement, in the same order as on
+        # the stores' path (a no-op for the usual fresh session).
+        session.flush()
     connection = session.connection()
     try:
         sequence_id = connection.exec_driver_sql(_APPROVE_SQL, params).scalar()

@@ -283,3 +283,25 @@ def test_concurrent_approvals_of_a_draft_write_one_event(
         thread.join(timeout=30)
     assert sorted(outcomes) == ["approved", "refused", "refused", "refused"]
     assert len(outbox_rows(factory)) == 1
+
+
+def test_pending_changes_of_a_caller_owned_session_are_flushed_first(
+    factory: sessionmaker[Session],
+) -> None:
+    # A draft the caller added but did not flush is the order the approval overwrites.
+    order = make_order()
+    with factory() as session:
+        session.add(
+            DraftOrderRow(
+                id=order.id,
+                org_id=ORG,
+                order_number=order.order_number,
+                customer_code="C-0",
+                created_at=DRAFTED,
+                updated_at=DRAFTED,
+            )
+        )
+        approve_draft_order(SessionUnitOfWork(session), ORG, order, clock=lambda: APPROVED)
+    row = stored(factory, order.id)
+    assert (row.status, row.customer_code, row.created_at) == ("APPROVED", "C-9", DRAFTED)
+    assert len(outbox_rows(factory)) == 1
