@@ -55,7 +55,6 @@ import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -80,8 +79,8 @@ class OutboxSource(Protocol):
     def release_leadership(self) -> None:
         """Give the leader lock back."""
 
-    def claim(self, after_id: int, limit: int) -> Sequence[OutboxEvent]:
-        """Return up to ``limit`` unpublished events with ``id > after_id``, ascending ``id``."""
+    def claim(self, after_id: int, limit: int) -> Sequence[ClaimedRow]:
+        """Return up to ``limit`` unpublished rows with ``id > after_id``, ascending ``id``."""
 
     def mark_published(self, ids: Sequence[int]) -> int:
         """Mark these events published; return how many rows changed."""
@@ -96,6 +95,23 @@ class OutboxSource(Protocol):
         """Release the lock and every resource."""
 
 
+#: One claimed outbox row, as little as publishing needs:
+#: ``(id, event_type, key, value, headers, event)``. ``key`` is the aggregate id as
+#: text (the Kafka key, and what a refused event holds back); ``value`` the Kafka
+#: value the writer stored with the event; ``event`` the full record, loaded only when
+#: ``value`` is ``None`` (the route must encode it then). A plain tuple on purpose:
+#: the database driver builds it in C, so the relay's hot path creates no object per
+#: row (see :func:`claimed_row` for building one from an :class:`OutboxEvent`).
+ClaimedRow = tuple[int, str, str, bytes | None, Mapping[str, str], OutboxEvent | None]
+
+
+def claimed_row(event: OutboxEvent) -> ClaimedRow:
+    """The :data:`ClaimedRow` of ``event`` (for sources that hold full events)."""
+    assert event.id is not None, "a claimed event has its sequence id"
+    full = event if event.value is None else None
+    return (event.id, event.event_type, str(event.aggregate_id), event.value, event.headers, full)
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """The broker's verdict on one sent event, identified by its outbox ``id``."""
@@ -103,6 +119,26 @@ class Delivery:
     token: int
     ok: bool
     error: str | None = None
+
+
+@dataclass(slots=True)
+class Deliveries:
+    """Delivery reports served by one sink call: acknowledged tokens, then failures.
+
+    Successes are plain ids (no object per acknowledged message); only the rare
+    failures carry a :class:`Delivery` with their reason.
+    """
+
+    acked: list[int] = field(default_factory=list)
+    failed: list[Delivery] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, reports: Sequence[Delivery]) -> Deliveries:
+        """Split individual reports (fakes and simple sinks produce those)."""
+        return cls(
+            [report.token for report in reports if report.ok],
+            [report for report in reports if not report.ok],
+        )
 
 
 class SinkRejected(Exception):  # noqa: N818 - reads as an outcome
@@ -120,17 +156,18 @@ class EventSink(Protocol):
     """Where events go: an asynchronous producer with delivery reports."""
 
     def send(
-        self, topic: str, key: bytes, value: bytes, headers: Mapping[str, str], token: int
+        self, topic: str, key: str, value: bytes, headers: Mapping[str, str], token: int
     ) -> None:
-        """Enqueue one message; its :class:`Delivery` (``token``) comes from poll/flush.
+        """Enqueue one message; its report (``token``) comes from poll/flush.
 
-        Raises :class:`SinkRejected` if the message was not enqueued.
+        ``key`` is sent UTF-8 encoded. Raises :class:`SinkRejected` if the message
+        was not enqueued (no report will come for it).
         """
 
-    def poll(self, timeout: float) -> list[Delivery]:
+    def poll(self, timeout: float) -> Deliveries:
         """Return the delivery reports that arrived, waiting up to ``timeout`` s for one."""
 
-    def flush(self, timeout: float) -> list[Delivery]:
+    def flush(self, timeout: float) -> Deliveries:
         """Wait up to ``timeout`` s for every outstanding report; return the reports."""
 
     def close(self) -> None:
@@ -223,8 +260,8 @@ class _Pass:
     cursor: int = 0
     sent: int = 0
     started: float = 0.0
-    #: Aggregates with a refused event in this pass: their later events wait.
-    blocked: set[uuid.UUID] = field(default_factory=set)
+    #: Aggregates (keys) with a refused event in this pass: their later events wait.
+    blocked: set[str] = field(default_factory=set)
 
 
 class _Waker:
@@ -334,6 +371,8 @@ class OutboxRelay:
         self._source = source
         self._sink_factory = sink_factory
         self._routes = dict(routes)
+        #: ``event_type`` -> topic: all the hot path needs for a pre-encoded value.
+        self._topics = {name: route.topic for name, route in routes.items()}
         self.settings = settings or RelaySettings()
         self._source_errors = source_errors
         self._clock = clock
@@ -346,7 +385,7 @@ class OutboxRelay:
         #: Completions submitted to the database thread, with their ids.
         self._marking: list[tuple[Future[int], list[int]]] = []
         #: The next batch, claimed ahead on the database thread.
-        self._prefetch: Future[Sequence[OutboxEvent]] | None = None
+        self._prefetch: Future[Sequence[ClaimedRow]] | None = None
         self._failed = False
         self._pass = _Pass()
         self._refused_logged: set[int] = set()
@@ -470,33 +509,31 @@ class OutboxRelay:
                 self._mark_if_due()
                 continue
             self._mark_if_due()
-            events = self._claim()
-            if len(events) < settings.batch_size:
+            rows = self._claim()
+            if len(rows) < settings.batch_size:
                 want_claim = False
-            elif len(self._in_flight) + len(events) + settings.batch_size <= settings.max_in_flight:
+            elif len(self._in_flight) + len(rows) + settings.batch_size <= settings.max_in_flight:
                 # Claim the next batch on the database thread while this one is
-                # encoded and produced here.
-                last = events[-1].id
-                assert last is not None
-                self._prefetch = db.submit(source.claim, last, settings.batch_size)
-            for event in events:
-                self._publish(sink, event)
+                # produced here.
+                self._prefetch = db.submit(source.claim, rows[-1][0], settings.batch_size)
+            if rows:
+                self._publish(sink, rows)
         return RelayExit.STOPPED
 
     def _database(self) -> _DbThread:
         assert self._db is not None, "run() owns the database thread"
         return self._db
 
-    def _claim(self) -> Sequence[OutboxEvent]:
+    def _claim(self) -> Sequence[ClaimedRow]:
         """Return the next batch of this pass (prefetched if it was claimed ahead)."""
         future, self._prefetch = self._prefetch, None
         if future is None:
             future = self._database().submit(
                 self._source.claim, self._pass.cursor, self.settings.batch_size
             )
-        events = future.result()
+        rows = future.result()
         self.stats.claims += 1
-        return events
+        return rows
 
     def _drop_prefetch(self) -> None:
         """Forget a batch claimed ahead (a new pass claims it again); its errors surface."""
@@ -510,61 +547,92 @@ class OutboxRelay:
         self._failed = False
         self.stats.passes += 1
 
-    def _publish(self, sink: EventSink, event: OutboxEvent) -> None:
-        """Encode and send one claimed event (or refuse it, holding back its aggregate)."""
-        assert event.id is not None  # claimed rows always have their sequence id
-        current = self._pass
-        current.cursor = event.id
-        if event.aggregate_id in current.blocked:
-            return  # an earlier event of this aggregate was refused in this pass
-        route = self._routes.get(event.event_type)
-        if route is None:
-            self._refuse(event, "no route for this event type")
-            return
-        try:
-            # Writers normally store the encoded value with the event (bytes only here).
-            value = event.value if event.value is not None else route.encode(event)
-        except Exception as exc:  # a bad payload must not stop the other aggregates
-            self._refuse(event, f"cannot encode ({type(exc).__name__})")
-            return
-        try:
-            sink.send(route.topic, str(event.aggregate_id).encode(), value, event.headers, event.id)
-        except SinkRejected as exc:
-            self._refuse(event, f"producer refused it ({exc})")
-            return
-        self._in_flight.add(event.id)
-        current.sent += 1
-        self.stats.sent += 1
+    def _publish(self, sink: EventSink, rows: Sequence[ClaimedRow]) -> None:
+        """Send a claimed batch (refusing what cannot go, holding back its aggregate).
 
-    def _refuse(self, event: OutboxEvent, reason: str) -> None:
-        assert event.id is not None
-        self._pass.blocked.add(event.aggregate_id)
+        The hot path of the relay: per row one dict lookup, one ``send`` and one set
+        insertion. Rows without a stored value or a known route take
+        :meth:`_publish_other`.
+        """
+        current = self._pass
+        # A sink failure part-way starts a new pass (from cursor 0): nothing is skipped.
+        current.cursor = rows[-1][0]
+        blocked = current.blocked
+        topics = self._topics
+        send = sink.send
+        track = self._in_flight.add
+        sent = 0
+        for row in rows:
+            token, event_type, key, value, headers, _ = row
+            if blocked and key in blocked:
+                continue  # an earlier event of this aggregate was refused in this pass
+            topic = topics.get(event_type)
+            if topic is None or value is None:
+                sent += self._publish_other(sink, row)
+                continue
+            try:
+                send(topic, key, value, headers, token)
+            except SinkRejected as exc:
+                self._refuse(row, f"producer refused it ({exc})")
+                continue
+            track(token)
+            sent += 1
+        current.sent += sent
+        self.stats.sent += sent
+
+    def _publish_other(self, sink: EventSink, row: ClaimedRow) -> int:
+        """Encode (value not stored) or refuse (no route) one row; 1 if it was sent."""
+        token, event_type, key, value, headers, event = row
+        route = self._routes.get(event_type)
+        if route is None:
+            self._refuse(row, "no route for this event type")
+            return 0
+        if value is None:
+            try:
+                if event is None:
+                    raise ValueError("neither a stored value nor the event")
+                value = route.encode(event)
+            except Exception as exc:  # a bad payload must not stop the other aggregates
+                self._refuse(row, f"cannot encode ({type(exc).__name__})")
+                return 0
+        try:
+            sink.send(route.topic, key, value, headers, token)
+        except SinkRejected as exc:
+            self._refuse(row, f"producer refused it ({exc})")
+            return 0
+        self._in_flight.add(token)
+        return 1
+
+    def _refuse(self, row: ClaimedRow, reason: str) -> None:
+        token, event_type, key, _, headers, _ = row
+        self._pass.blocked.add(key)
         self.stats.rejected += 1
         # Once at ERROR per event and process: every pass retries it.
-        level = logging.DEBUG if event.id in self._refused_logged else logging.ERROR
+        level = logging.DEBUG if token in self._refused_logged else logging.ERROR
         if len(self._refused_logged) > 10_000:
             self._refused_logged.clear()
-        self._refused_logged.add(event.id)
+        self._refused_logged.add(token)
         _log.log(
             level,
             "Outbox event id=%d (%s, event_id=%s) not published: %s; later events of "
             "aggregate %s wait",
-            event.id,
-            event.event_type,
-            event.event_id,
+            token,
+            event_type,
+            headers.get("event_id", "?") if isinstance(headers, Mapping) else "?",
             reason,
-            event.aggregate_id,
+            key,
         )
 
-    def _collect(self, deliveries: Sequence[Delivery]) -> None:
-        for delivery in deliveries:
-            if delivery.ok:
-                # Even an id no longer tracked (sent before a reset) was delivered:
-                # marking it is correct and saves a duplicate.
-                self._in_flight.discard(delivery.token)
-                self._acked.append(delivery.token)
-                self.stats.acked += 1
-            elif delivery.token in self._in_flight:
+    def _collect(self, deliveries: Deliveries) -> None:
+        acked = deliveries.acked
+        if acked:
+            # Even an id no longer tracked (sent before a reset) was delivered:
+            # marking it is correct and saves a duplicate.
+            self._in_flight.difference_update(acked)
+            self._acked.extend(acked)
+            self.stats.acked += len(acked)
+        for delivery in deliveries.failed:
+            if delivery.token in self._in_flight:
                 self._in_flight.discard(delivery.token)
                 self._failed = True
                 self.stats.failed_deliveries += 1

@@ -17,6 +17,8 @@ import pytest
 from domain.records import OutboxEvent
 from domain.repositories import RepositoryError
 from producer.relay import (
+    ClaimedRow,
+    Deliveries,
     Delivery,
     OutboxRelay,
     RelayExit,
@@ -24,6 +26,7 @@ from producer.relay import (
     Route,
     SinkBroken,
     SinkRejected,
+    claimed_row,
 )
 
 TOPIC = "t.push.requests"
@@ -46,7 +49,7 @@ def make_event(seq: int, aggregate: uuid.UUID | None = None, event_type: str = "
 @dataclass
 class SentMessage:
     topic: str
-    key: bytes
+    key: str
     value: bytes
     headers: Mapping[str, str]
     token: int
@@ -77,7 +80,7 @@ class FakeSink:
     closed: bool = False
 
     def send(
-        self, topic: str, key: bytes, value: bytes, headers: Mapping[str, str], token: int
+        self, topic: str, key: str, value: bytes, headers: Mapping[str, str], token: int
     ) -> None:
         assert not self.closed
         if token in self.reject:
@@ -99,7 +102,7 @@ class FakeSink:
                 reports.append(Delivery(token, True))
         return reports
 
-    def poll(self, timeout: float) -> list[Delivery]:
+    def poll(self, timeout: float) -> Deliveries:
         self.polls += 1
         if self.on_poll is not None:
             self.on_poll(self)
@@ -107,14 +110,14 @@ class FakeSink:
             self.broken_on_poll = None
             raise SinkBroken("fatal: out of order sequence")
         if self.hold:
-            return []
-        return self._deliver(self.ack_per_poll)
+            return Deliveries()
+        return Deliveries.of(self._deliver(self.ack_per_poll))
 
-    def flush(self, timeout: float) -> list[Delivery]:
+    def flush(self, timeout: float) -> Deliveries:
         self.flushes += 1
         if self.hold_on_flush:
-            return []
-        return self._deliver(None)
+            return Deliveries()
+        return Deliveries.of(self._deliver(None))
 
     def close(self) -> None:
         self.closed = True
@@ -161,7 +164,7 @@ class FakeSource:
     def release_leadership(self) -> None:
         self.leader = False
 
-    def claim(self, after_id: int, limit: int) -> list[OutboxEvent]:
+    def claim(self, after_id: int, limit: int) -> list[ClaimedRow]:
         if not self.leader:
             # Like the real store: a session without the lock refuses to claim.
             raise RepositoryError("This session does not hold the relay leader lock")
@@ -178,7 +181,7 @@ class FakeSource:
                 for i in self.rows
                 if i > after_id and i not in self.published and i not in self.hidden
             )
-            return [self.rows[i] for i in ids[:limit]]
+            return [claimed_row(self.rows[i]) for i in ids[:limit]]
 
     def mark_published(self, ids: Sequence[int]) -> int:
         if self.fail_marks > 0:
@@ -308,7 +311,7 @@ def test_message_carries_key_value_headers_and_route_topic() -> None:
 
     (message,) = sinks[0].sent
     assert message.topic == TOPIC
-    assert message.key == str(aggregate).encode()
+    assert message.key == str(aggregate)
     assert message.value == b"v7"
     assert message.headers == event.headers
     assert message.token == 7
@@ -420,7 +423,7 @@ def test_next_batch_is_claimed_while_the_current_one_is_produced() -> None:
 
     class SlowSink(FakeSink):
         def send(
-            self, topic: str, key: bytes, value: bytes, headers: Mapping[str, str], token: int
+            self, topic: str, key: str, value: bytes, headers: Mapping[str, str], token: int
         ) -> None:
             if token == 1:
                 # Producing the first batch waits for the claim of the second one.
