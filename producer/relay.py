@@ -190,9 +190,9 @@ class RelaySettings:
     """Tuning of the relay loop (defaults suit production and the benchmarks)."""
 
     #: Rows per claim query.
-    batch_size: int = 1000
+    batch_size: int = 2000
     #: Most events sent but not yet acknowledged (bounds memory and re-sends).
-    max_in_flight: int = 4000
+    max_in_flight: int = 10_000
     #: Longest wait for a NOTIFY before polling anyway when idle.
     idle_poll_s: float = 1.0
     #: Pause between two leader-lock attempts of a standby.
