@@ -24,9 +24,12 @@ How it works (DESIGN.md §1, issue 3 item 2):
   published within about a second. This cannot break per-key order: approvals
   of one order are serialised by a row lock, so an order's later event is only
   written after its earlier one committed.
-* **Wake-up.** When caught up, the leader waits for a NOTIFY from the outbox
-  insert trigger, or ``idle_poll_s`` at most, then polls: an idle relay costs
-  about one query per second.
+* **Wake-up.** When caught up after a pass that found nothing, the leader waits
+  for a NOTIFY from the outbox insert trigger, or ``idle_poll_s`` (2 s) at most,
+  then polls: an idle relay costs one query per ``idle_poll_s``. A pass that
+  published something is followed by a new pass at once (no wait), so a
+  straggler whose NOTIFY arrived while the window was busy is not left to the
+  fallback poll.
 * **Poison events.** An event that cannot be encoded or is refused by the
   producer is logged (id and reason class only) and left unpublished; later
   events of the same aggregate are held back for the rest of the pass, so
@@ -193,8 +196,12 @@ class RelaySettings:
     batch_size: int = 2000
     #: Most events sent but not yet acknowledged (bounds memory and re-sends).
     max_in_flight: int = 10_000
-    #: Longest wait for a NOTIFY before polling anyway when idle.
-    idle_poll_s: float = 1.0
+    #: Longest wait for a NOTIFY before polling anyway when idle. Only a safety net:
+    #: every committed outbox insert NOTIFYs the listening leader (PostgreSQL does
+    #: not drop notifications of a live session; a lost session means a reconnect,
+    #: which starts a new pass), and a busy pass is always followed by another one
+    #: (stragglers). Each timeout costs one claim: 0.5 query/s when idle.
+    idle_poll_s: float = 2.0
     #: Pause between two leader-lock attempts of a standby.
     standby_retry_s: float = 1.0
     #: Under sustained load, start a new pass (re-scan for stragglers) this often.
@@ -489,16 +496,19 @@ class OutboxRelay:
                         want_claim = True
                     continue
                 self._mark()
-                if settings.drain:
+                if self._pass.sent == 0:
                     # Every pass starts at cursor 0: one that sent nothing proves the
                     # backlog is empty (refused events aside, which were logged).
-                    if self._pass.sent == 0:
+                    if settings.drain:
                         return RelayExit.DRAINED
-                else:
+                    # Sleep until a commit NOTIFYs (every outbox insert does, stragglers
+                    # included); the timeout is only a safety net (see idle_poll_s).
                     db.call(source.wait_for_events, settings.idle_poll_s, wake_fd)
                     if waker is not None:
                         waker.drain()
-                # Window empty: restarting at cursor 0 is free and catches stragglers.
+                # Window empty: restarting at cursor 0 is free and catches stragglers. A
+                # pass that sent something is followed by one more right away: a NOTIFY
+                # consumed while its window was busy may have been a straggler's.
                 self._new_pass()
                 want_claim = True
                 continue

@@ -59,6 +59,9 @@ _extras: Any = importlib.import_module("psycopg2.extras")
 #: Every relay process of one database must use the same key.
 RELAY_LOCK_KEY: Final = int.from_bytes(b"OFRELAY1", "big", signed=True)
 
+#: ``application_name`` of the relay's session (how benchmarks find it server-side).
+RELAY_APPLICATION_NAME: Final = "orderflow-relay"
+
 # Only what producing needs, in the relay's ClaimedRow shape, so the driver's C code
 # builds the rows the relay iterates: the aggregate id as text (the Kafka key; no UUID
 # object per row), the stored value (bytes, see _bytea) and the headers (one JSON parse).
@@ -145,7 +148,7 @@ class PgOutboxRelayStore:
         *,
         lock_key: int = RELAY_LOCK_KEY,
         connect_timeout_s: int = 5,
-        application_name: str = "orderflow-relay",
+        application_name: str = RELAY_APPLICATION_NAME,
         connect: Callable[..., Any] | None = None,
     ) -> None:
         self._dsn = psycopg2_dsn(database_url)
