@@ -208,6 +208,9 @@ class RelaySettings:
     rescan_interval_s: float = 1.0
     #: Longest wait for delivery reports per loop turn while the window is full.
     ack_wait_s: float = 0.01
+    #: Same, while caught up with events in flight: a NOTIFY is only checked between
+    #: two turns, so this bounds what it adds to a new event's latency.
+    caught_up_ack_wait_s: float = 0.002
     #: Longest wait for outstanding acknowledgements on stop.
     flush_timeout_s: float = 10.0
     #: Exit (``RelayExit.DRAINED``) once nothing is left to publish.
@@ -228,6 +231,7 @@ class RelaySettings:
             "standby_retry_s",
             "rescan_interval_s",
             "ack_wait_s",
+            "caught_up_ack_wait_s",
             "reconnect_initial_s",
             "reconnect_max_s",
             "progress_interval_s",
@@ -489,7 +493,7 @@ class OutboxRelay:
             if not want_claim:
                 # Caught up with everything committed.
                 if self._in_flight:
-                    self._collect(sink.poll(settings.ack_wait_s))
+                    self._collect(sink.poll(settings.caught_up_ack_wait_s))
                     self._mark_if_due()
                     # A NOTIFY means new commits: claim past the cursor (no query sent here).
                     if db.call(source.wait_for_events, 0.0, wake_fd):

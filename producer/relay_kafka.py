@@ -130,8 +130,13 @@ class KafkaEventSink:
         except BufferError:
             self._send_when_room(topic, key, value, headers, token)
         except (TypeError, ValueError) as exc:
-            # E.g. a header value that is not text: a poison event, not a crash.
-            raise SinkRejected(f"{type(exc).__name__}: {exc}") from exc
+            text = _text_headers(headers)
+            if text is None:
+                # Not a mapping, or text already: a poison event, not a crash.
+                raise SinkRejected(f"{type(exc).__name__}: {exc}") from exc
+            # Header values that are not text (numbers, null) go as their text, as the
+            # relay always sent them.
+            self.send(topic, key, value, text, token)
         except Exception as exc:  # KafkaException (not imported here: see the module doc)
             self._check_fatal()
             raise SinkRejected(_kafka_reason(exc)) from exc
@@ -188,6 +193,15 @@ class KafkaEventSink:
         remaining = len(self._client)
         if remaining:
             _log.warning("Dropping a Kafka producer with %d message(s) outstanding", remaining)
+
+
+def _text_headers(headers: object) -> dict[str, str] | None:
+    """``headers`` with every key and value as text; None if impossible or already so."""
+    if not isinstance(headers, Mapping):
+        return None
+    if all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        return None
+    return {str(k): str(v) for k, v in headers.items()}
 
 
 def _kafka_reason(exc: BaseException) -> str:

@@ -480,6 +480,53 @@ def test_cursor_reset_picks_up_a_straggler_when_idle() -> None:
     assert source.published == set(range(1, 11))
 
 
+def test_straggler_notified_while_the_window_was_busy_does_not_wait_for_the_idle_poll() -> None:
+    events = [make_event(1), make_event(3)]
+    sink = FakeSink(ack_per_poll=1)
+    relay, source, _ = build(events, sink, drain=False, idle_poll_s=3600.0)
+    source.add(make_event(2), hidden=True)
+
+    def straggler_commits(s: FakeSink) -> None:
+        if s.pending and 2 in source.hidden:
+            # Id 2 commits while 1 and 3 are in flight; its NOTIFY is consumed then,
+            # and the claim past the cursor (3) cannot see it.
+            source.hidden.discard(2)
+            source.notify = True
+
+    sink.on_poll = straggler_commits
+    published_before_idle_wait: list[set[int]] = []
+
+    def idle(src: FakeSource) -> bool:
+        if src.waits[-1] == 3600.0:  # the relay went idle (the safety-net poll)
+            published_before_idle_wait.append(set(src.published))
+            relay.stop()
+            return False
+        notified, src.notify = src.notify, False
+        return notified
+
+    source.on_wait = idle
+
+    assert run_bounded(relay) is RelayExit.STOPPED
+    # The pass that published something was followed by another one at once.
+    assert published_before_idle_wait == [{1, 2, 3}]
+
+
+def test_idle_relay_waits_the_full_idle_poll_between_empty_passes() -> None:
+    relay, source, _ = build([], drain=False, idle_poll_s=2.0)
+
+    def stop_on_third(src: FakeSource) -> bool:
+        if len(src.waits) == 3:
+            relay.stop()
+        return False
+
+    source.on_wait = stop_on_third
+
+    run_bounded(relay)
+
+    assert source.waits == [2.0, 2.0, 2.0]
+    assert RelaySettings().idle_poll_s == 2.0  # 0.5 query/s when idle
+
+
 def test_straggler_found_under_sustained_load_by_periodic_rescan() -> None:
     now = {"t": 0.0}
     events = [make_event(i) for i in range(1, 6)]
@@ -681,7 +728,7 @@ def test_database_outage_reconnects_and_loses_nothing() -> None:
     calls = {"n": 0}
     original_claim = source.claim
 
-    def flaky_claim(after_id: int, limit: int) -> list[OutboxEvent]:
+    def flaky_claim(after_id: int, limit: int) -> list[ClaimedRow]:
         calls["n"] += 1
         if calls["n"] in (2, 3):
             source.fail_claims = 1
