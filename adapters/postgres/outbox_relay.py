@@ -107,7 +107,7 @@ def _jsonb(value: str | None, _cursor: Any) -> Any:
     return _SCAN_JSON(value, 0)[0]
 
 
-def _bytea(value: str | None, _cursor: Any) -> bytes | None:
+def _bytea(value: str | None, cursor: Any) -> bytes | None:
     """Cast a ``bytea`` column straight to ``bytes`` (the session's output is ``hex``).
 
     The driver's own cast returns a memoryview, which the Kafka client does not
@@ -115,7 +115,10 @@ def _bytea(value: str | None, _cursor: Any) -> bytes | None:
     """
     if value is None:
         return None
-    return binascii.a2b_hex(value[2:])  # after the "\\x" prefix of the hex format
+    if value.startswith("\\x"):
+        return binascii.a2b_hex(value[2:])
+    # The escape format: a server (or pooler) that ignored the session option.
+    return bytes(psycopg2.BINARY(value, cursor))
 
 
 class OutboxUnavailable(RepositoryError):  # noqa: N818 - reads as a state, like TimeoutError
