@@ -344,7 +344,8 @@ def _event(row: tuple[Any, ...]) -> OutboxEvent:
         org_id=org_id if isinstance(org_id, uuid.UUID) else uuid.UUID(str(org_id)),
         event_type=event_type,
         payload=payload if payload is not None else {},
-        headers={str(k): str(v) for k, v in headers.items()},
+        # Not a mapping: the relay refuses the row (it sends the claimed headers).
+        headers={str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {},
         created_at=created,
         id=int(event_id_seq),
         value=None if value is None else bytes(value),
