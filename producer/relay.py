@@ -11,11 +11,15 @@ How it works (DESIGN.md §1, issue 3 item 2):
   cursor and produces them asynchronously; it claims the next batch while
   earlier ones are still in flight, up to ``max_in_flight`` unacknowledged
   events. Memory is bounded by that window, never by the backlog.
+* **Lean hot path.** The source returns each claimed row as a plain tuple of
+  what producing needs (:data:`ClaimedRow`: id, type, key as text, the value the
+  writer stored, headers); the relay looks up the topic and hands it to the
+  sink, which produces it with no per-message object beyond the client's own.
 * **Completion only after the ack.** Delivery reports collect the acknowledged
-  ids; they are marked published in batches. A failed delivery is never marked:
-  the relay lets the window drain, then starts a new *pass* from the beginning
-  of the unpublished rows, which re-sends it (a duplicate is possible, a loss is
-  not; consumers dedupe).
+  ids (plain ints, :class:`Deliveries`); they are marked published in batches.
+  A failed delivery is never marked: the relay lets the window drain, then
+  starts a new *pass* from the beginning of the unpublished rows, which re-sends
+  it (a duplicate is possible, a loss is not; consumers dedupe).
 * **Passes and stragglers.** ``id`` comes from a sequence, so a transaction can
   commit a lower id after a higher one was read. Each pass starts at cursor 0 on
   the partial index of unpublished rows; a new pass starts whenever the window
