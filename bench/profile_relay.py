@@ -42,8 +42,10 @@ def hottest(speedscope: dict[str, Any], top: int = 12) -> str:
         for stack, weight in zip(profile["samples"], profile["weights"], strict=False):
             if stack:
                 frame = frames[stack[-1]]
-                counter[f"{frame['name']} ({Path(frame.get('file', '?')).name}:"
-                        f"{frame.get('line', '?')})"] += weight
+                counter[
+                    f"{frame['name']} ({Path(frame.get('file', '?')).name}:"
+                    f"{frame.get('line', '?')})"
+                ] += weight
         lines.append(f"{profile['name']}:")
         lines += [f"  {100 * w / total:5.1f}%  {name}" for name, w in counter.most_common(top)]
     return "\n".join(lines)
@@ -71,8 +73,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             if fmt == "speedscope":  # a second drain needs a backlog again
                 fill_backlog(url, uuid.uuid4(), args.events)
             subprocess.run(
-                [py_spy, "record", "--threads", "--rate", str(args.rate), "--format", fmt,
-                 "--output", str(path), "--", *relay],
+                [
+                    py_spy,
+                    "record",
+                    "--threads",
+                    "--rate",
+                    str(args.rate),
+                    "--format",
+                    fmt,
+                    "--output",
+                    str(path),
+                    "--",
+                    *relay,
+                ],
                 check=True,
             )
     print(hottest(json.loads(speedscope.read_text(encoding="utf-8"))))

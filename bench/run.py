@@ -149,10 +149,15 @@ def _idle(run: Run) -> None:
     figures = relay_bench.idle_cost(Services.from_env(), run.plan.idle_s, run.logs)
     run.summary["relay"].update(figures)
     run.summary["notes"]["idle_method"] = (
-        "pg_stat_database xact_commit + xact_rollback of the relay's own scratch database "
-        "(autocommit: one transaction per statement)"
+        "statements of the relay's own session counted by PostgreSQL: distinct query_start "
+        "values of its backend in pg_stat_activity, sampled every 5 ms over the window "
+        "(idle_queries_per_s); idle_db_transactions_per_s is pg_stat_database xact_commit + "
+        "xact_rollback of its scratch database, an upper bound that also counts autovacuum"
     )
-    _log(f"relay: idle {figures['idle_queries_per_s']:.2f} queries/s")
+    _log(
+        f"relay: idle {figures['idle_queries_per_s']:.2f} queries/s (whole database "
+        f"{figures['idle_db_transactions_per_s']:.2f} transactions/s)"
+    )
 
 
 def _e2e(run: Run) -> None:

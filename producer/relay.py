@@ -11,11 +11,15 @@ How it works (DESIGN.md §1, issue 3 item 2):
   cursor and produces them asynchronously; it claims the next batch while
   earlier ones are still in flight, up to ``max_in_flight`` unacknowledged
   events. Memory is bounded by that window, never by the backlog.
+* **Lean hot path.** The source returns each claimed row as a plain tuple of
+  what producing needs (:data:`ClaimedRow`: id, type, key as text, the value the
+  writer stored, headers); the relay looks up the topic and hands it to the
+  sink, which produces it with no per-message object beyond the client's own.
 * **Completion only after the ack.** Delivery reports collect the acknowledged
-  ids; they are marked published in batches. A failed delivery is never marked:
-  the relay lets the window drain, then starts a new *pass* from the beginning
-  of the unpublished rows, which re-sends it (a duplicate is possible, a loss is
-  not; consumers dedupe).
+  ids (plain ints, :class:`Deliveries`); they are marked published in batches.
+  A failed delivery is never marked: the relay lets the window drain, then
+  starts a new *pass* from the beginning of the unpublished rows, which re-sends
+  it (a duplicate is possible, a loss is not; consumers dedupe).
 * **Passes and stragglers.** ``id`` comes from a sequence, so a transaction can
   commit a lower id after a higher one was read. Each pass starts at cursor 0 on
   the partial index of unpublished rows; a new pass starts whenever the window
@@ -24,9 +28,12 @@ How it works (DESIGN.md §1, issue 3 item 2):
   published within about a second. This cannot break per-key order: approvals
   of one order are serialised by a row lock, so an order's later event is only
   written after its earlier one committed.
-* **Wake-up.** When caught up, the leader waits for a NOTIFY from the outbox
-  insert trigger, or ``idle_poll_s`` at most, then polls: an idle relay costs
-  about one query per second.
+* **Wake-up.** When caught up after a pass that found nothing, the leader waits
+  for a NOTIFY from the outbox insert trigger, or ``idle_poll_s`` (2 s) at most,
+  then polls: an idle relay costs one query per ``idle_poll_s``. A pass that
+  published something is followed by a new pass at once (no wait), so a
+  straggler whose NOTIFY arrived while the window was busy is not left to the
+  fallback poll.
 * **Poison events.** An event that cannot be encoded or is refused by the
   producer is logged (id and reason class only) and left unpublished; later
   events of the same aggregate are held back for the rest of the pass, so
@@ -55,7 +62,6 @@ import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -80,8 +86,8 @@ class OutboxSource(Protocol):
     def release_leadership(self) -> None:
         """Give the leader lock back."""
 
-    def claim(self, after_id: int, limit: int) -> Sequence[OutboxEvent]:
-        """Return up to ``limit`` unpublished events with ``id > after_id``, ascending ``id``."""
+    def claim(self, after_id: int, limit: int) -> Sequence[ClaimedRow]:
+        """Return up to ``limit`` unpublished rows with ``id > after_id``, ascending ``id``."""
 
     def mark_published(self, ids: Sequence[int]) -> int:
         """Mark these events published; return how many rows changed."""
@@ -96,6 +102,23 @@ class OutboxSource(Protocol):
         """Release the lock and every resource."""
 
 
+#: One claimed outbox row, as little as publishing needs:
+#: ``(id, event_type, key, value, headers, event)``. ``key`` is the aggregate id as
+#: text (the Kafka key, and what a refused event holds back); ``value`` the Kafka
+#: value the writer stored with the event; ``event`` the full record, loaded only when
+#: ``value`` is ``None`` (the route must encode it then). A plain tuple on purpose:
+#: the database driver builds it in C, so the relay's hot path creates no object per
+#: row (see :func:`claimed_row` for building one from an :class:`OutboxEvent`).
+ClaimedRow = tuple[int, str, str, bytes | None, Mapping[str, str], OutboxEvent | None]
+
+
+def claimed_row(event: OutboxEvent) -> ClaimedRow:
+    """The :data:`ClaimedRow` of ``event`` (for sources that hold full events)."""
+    assert event.id is not None, "a claimed event has its sequence id"
+    full = event if event.value is None else None
+    return (event.id, event.event_type, str(event.aggregate_id), event.value, event.headers, full)
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """The broker's verdict on one sent event, identified by its outbox ``id``."""
@@ -103,6 +126,26 @@ class Delivery:
     token: int
     ok: bool
     error: str | None = None
+
+
+@dataclass(slots=True)
+class Deliveries:
+    """Delivery reports served by one sink call: acknowledged tokens, then failures.
+
+    Successes are plain ids (no object per acknowledged message); only the rare
+    failures carry a :class:`Delivery` with their reason.
+    """
+
+    acked: list[int] = field(default_factory=list)
+    failed: list[Delivery] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, reports: Sequence[Delivery]) -> Deliveries:
+        """Split individual reports (fakes and simple sinks produce those)."""
+        return cls(
+            [report.token for report in reports if report.ok],
+            [report for report in reports if not report.ok],
+        )
 
 
 class SinkRejected(Exception):  # noqa: N818 - reads as an outcome
@@ -120,17 +163,18 @@ class EventSink(Protocol):
     """Where events go: an asynchronous producer with delivery reports."""
 
     def send(
-        self, topic: str, key: bytes, value: bytes, headers: Mapping[str, str], token: int
+        self, topic: str, key: str, value: bytes, headers: Mapping[str, str], token: int
     ) -> None:
-        """Enqueue one message; its :class:`Delivery` (``token``) comes from poll/flush.
+        """Enqueue one message; its report (``token``) comes from poll/flush.
 
-        Raises :class:`SinkRejected` if the message was not enqueued.
+        ``key`` is sent UTF-8 encoded. Raises :class:`SinkRejected` if the message
+        was not enqueued (no report will come for it).
         """
 
-    def poll(self, timeout: float) -> list[Delivery]:
+    def poll(self, timeout: float) -> Deliveries:
         """Return the delivery reports that arrived, waiting up to ``timeout`` s for one."""
 
-    def flush(self, timeout: float) -> list[Delivery]:
+    def flush(self, timeout: float) -> Deliveries:
         """Wait up to ``timeout`` s for every outstanding report; return the reports."""
 
     def close(self) -> None:
@@ -153,17 +197,24 @@ class RelaySettings:
     """Tuning of the relay loop (defaults suit production and the benchmarks)."""
 
     #: Rows per claim query.
-    batch_size: int = 1000
+    batch_size: int = 2000
     #: Most events sent but not yet acknowledged (bounds memory and re-sends).
-    max_in_flight: int = 4000
-    #: Longest wait for a NOTIFY before polling anyway when idle.
-    idle_poll_s: float = 1.0
+    max_in_flight: int = 10_000
+    #: Longest wait for a NOTIFY before polling anyway when idle. Only a safety net:
+    #: every committed outbox insert NOTIFYs the listening leader (PostgreSQL does
+    #: not drop notifications of a live session; a lost session means a reconnect,
+    #: which starts a new pass), and a busy pass is always followed by another one
+    #: (stragglers). Each timeout costs one claim: 0.5 query/s when idle.
+    idle_poll_s: float = 2.0
     #: Pause between two leader-lock attempts of a standby.
     standby_retry_s: float = 1.0
     #: Under sustained load, start a new pass (re-scan for stragglers) this often.
     rescan_interval_s: float = 1.0
     #: Longest wait for delivery reports per loop turn while the window is full.
     ack_wait_s: float = 0.01
+    #: Same, while caught up with events in flight: a NOTIFY is only checked between
+    #: two turns, so this bounds what it adds to a new event's latency.
+    caught_up_ack_wait_s: float = 0.002
     #: Longest wait for outstanding acknowledgements on stop.
     flush_timeout_s: float = 10.0
     #: Exit (``RelayExit.DRAINED``) once nothing is left to publish.
@@ -184,6 +235,7 @@ class RelaySettings:
             "standby_retry_s",
             "rescan_interval_s",
             "ack_wait_s",
+            "caught_up_ack_wait_s",
             "reconnect_initial_s",
             "reconnect_max_s",
             "progress_interval_s",
@@ -223,8 +275,8 @@ class _Pass:
     cursor: int = 0
     sent: int = 0
     started: float = 0.0
-    #: Aggregates with a refused event in this pass: their later events wait.
-    blocked: set[uuid.UUID] = field(default_factory=set)
+    #: Aggregates (keys) with a refused event in this pass: their later events wait.
+    blocked: set[str] = field(default_factory=set)
 
 
 class _Waker:
@@ -334,6 +386,8 @@ class OutboxRelay:
         self._source = source
         self._sink_factory = sink_factory
         self._routes = dict(routes)
+        #: ``event_type`` -> topic: all the hot path needs for a pre-encoded value.
+        self._topics = {name: route.topic for name, route in routes.items()}
         self.settings = settings or RelaySettings()
         self._source_errors = source_errors
         self._clock = clock
@@ -346,7 +400,7 @@ class OutboxRelay:
         #: Completions submitted to the database thread, with their ids.
         self._marking: list[tuple[Future[int], list[int]]] = []
         #: The next batch, claimed ahead on the database thread.
-        self._prefetch: Future[Sequence[OutboxEvent]] | None = None
+        self._prefetch: Future[Sequence[ClaimedRow]] | None = None
         self._failed = False
         self._pass = _Pass()
         self._refused_logged: set[int] = set()
@@ -443,23 +497,26 @@ class OutboxRelay:
             if not want_claim:
                 # Caught up with everything committed.
                 if self._in_flight:
-                    self._collect(sink.poll(settings.ack_wait_s))
+                    self._collect(sink.poll(settings.caught_up_ack_wait_s))
                     self._mark_if_due()
                     # A NOTIFY means new commits: claim past the cursor (no query sent here).
                     if db.call(source.wait_for_events, 0.0, wake_fd):
                         want_claim = True
                     continue
                 self._mark()
-                if settings.drain:
+                if self._pass.sent == 0:
                     # Every pass starts at cursor 0: one that sent nothing proves the
                     # backlog is empty (refused events aside, which were logged).
-                    if self._pass.sent == 0:
+                    if settings.drain:
                         return RelayExit.DRAINED
-                else:
+                    # Sleep until a commit NOTIFYs (every outbox insert does, stragglers
+                    # included); the timeout is only a safety net (see idle_poll_s).
                     db.call(source.wait_for_events, settings.idle_poll_s, wake_fd)
                     if waker is not None:
                         waker.drain()
-                # Window empty: restarting at cursor 0 is free and catches stragglers.
+                # Window empty: restarting at cursor 0 is free and catches stragglers. A
+                # pass that sent something is followed by one more right away: a NOTIFY
+                # consumed while its window was busy may have been a straggler's.
                 self._new_pass()
                 want_claim = True
                 continue
@@ -470,33 +527,31 @@ class OutboxRelay:
                 self._mark_if_due()
                 continue
             self._mark_if_due()
-            events = self._claim()
-            if len(events) < settings.batch_size:
+            rows = self._claim()
+            if len(rows) < settings.batch_size:
                 want_claim = False
-            elif len(self._in_flight) + len(events) + settings.batch_size <= settings.max_in_flight:
+            elif len(self._in_flight) + len(rows) + settings.batch_size <= settings.max_in_flight:
                 # Claim the next batch on the database thread while this one is
-                # encoded and produced here.
-                last = events[-1].id
-                assert last is not None
-                self._prefetch = db.submit(source.claim, last, settings.batch_size)
-            for event in events:
-                self._publish(sink, event)
+                # produced here.
+                self._prefetch = db.submit(source.claim, rows[-1][0], settings.batch_size)
+            if rows:
+                self._publish(sink, rows)
         return RelayExit.STOPPED
 
     def _database(self) -> _DbThread:
         assert self._db is not None, "run() owns the database thread"
         return self._db
 
-    def _claim(self) -> Sequence[OutboxEvent]:
+    def _claim(self) -> Sequence[ClaimedRow]:
         """Return the next batch of this pass (prefetched if it was claimed ahead)."""
         future, self._prefetch = self._prefetch, None
         if future is None:
             future = self._database().submit(
                 self._source.claim, self._pass.cursor, self.settings.batch_size
             )
-        events = future.result()
+        rows = future.result()
         self.stats.claims += 1
-        return events
+        return rows
 
     def _drop_prefetch(self) -> None:
         """Forget a batch claimed ahead (a new pass claims it again); its errors surface."""
@@ -510,61 +565,92 @@ class OutboxRelay:
         self._failed = False
         self.stats.passes += 1
 
-    def _publish(self, sink: EventSink, event: OutboxEvent) -> None:
-        """Encode and send one claimed event (or refuse it, holding back its aggregate)."""
-        assert event.id is not None  # claimed rows always have their sequence id
-        current = self._pass
-        current.cursor = event.id
-        if event.aggregate_id in current.blocked:
-            return  # an earlier event of this aggregate was refused in this pass
-        route = self._routes.get(event.event_type)
-        if route is None:
-            self._refuse(event, "no route for this event type")
-            return
-        try:
-            # Writers normally store the encoded value with the event (bytes only here).
-            value = event.value if event.value is not None else route.encode(event)
-        except Exception as exc:  # a bad payload must not stop the other aggregates
-            self._refuse(event, f"cannot encode ({type(exc).__name__})")
-            return
-        try:
-            sink.send(route.topic, str(event.aggregate_id).encode(), value, event.headers, event.id)
-        except SinkRejected as exc:
-            self._refuse(event, f"producer refused it ({exc})")
-            return
-        self._in_flight.add(event.id)
-        current.sent += 1
-        self.stats.sent += 1
+    def _publish(self, sink: EventSink, rows: Sequence[ClaimedRow]) -> None:
+        """Send a claimed batch (refusing what cannot go, holding back its aggregate).
 
-    def _refuse(self, event: OutboxEvent, reason: str) -> None:
-        assert event.id is not None
-        self._pass.blocked.add(event.aggregate_id)
+        The hot path of the relay: per row one dict lookup, one ``send`` and one set
+        insertion. Rows without a stored value or a known route take
+        :meth:`_publish_other`.
+        """
+        current = self._pass
+        # A sink failure part-way starts a new pass (from cursor 0): nothing is skipped.
+        current.cursor = rows[-1][0]
+        blocked = current.blocked
+        topics = self._topics
+        send = sink.send
+        track = self._in_flight.add
+        sent = 0
+        for row in rows:
+            token, event_type, key, value, headers, _ = row
+            if blocked and key in blocked:
+                continue  # an earlier event of this aggregate was refused in this pass
+            topic = topics.get(event_type)
+            if topic is None or value is None:
+                sent += self._publish_other(sink, row)
+                continue
+            try:
+                send(topic, key, value, headers, token)
+            except SinkRejected as exc:
+                self._refuse(row, f"producer refused it ({exc})")
+                continue
+            track(token)
+            sent += 1
+        current.sent += sent
+        self.stats.sent += sent
+
+    def _publish_other(self, sink: EventSink, row: ClaimedRow) -> int:
+        """Encode (value not stored) or refuse (no route) one row; 1 if it was sent."""
+        token, event_type, key, value, headers, event = row
+        route = self._routes.get(event_type)
+        if route is None:
+            self._refuse(row, "no route for this event type")
+            return 0
+        if value is None:
+            try:
+                if event is None:
+                    raise ValueError("neither a stored value nor the event")
+                value = route.encode(event)
+            except Exception as exc:  # a bad payload must not stop the other aggregates
+                self._refuse(row, f"cannot encode ({type(exc).__name__})")
+                return 0
+        try:
+            sink.send(route.topic, key, value, headers, token)
+        except SinkRejected as exc:
+            self._refuse(row, f"producer refused it ({exc})")
+            return 0
+        self._in_flight.add(token)
+        return 1
+
+    def _refuse(self, row: ClaimedRow, reason: str) -> None:
+        token, event_type, key, _, headers, _ = row
+        self._pass.blocked.add(key)
         self.stats.rejected += 1
         # Once at ERROR per event and process: every pass retries it.
-        level = logging.DEBUG if event.id in self._refused_logged else logging.ERROR
+        level = logging.DEBUG if token in self._refused_logged else logging.ERROR
         if len(self._refused_logged) > 10_000:
             self._refused_logged.clear()
-        self._refused_logged.add(event.id)
+        self._refused_logged.add(token)
         _log.log(
             level,
             "Outbox event id=%d (%s, event_id=%s) not published: %s; later events of "
             "aggregate %s wait",
-            event.id,
-            event.event_type,
-            event.event_id,
+            token,
+            event_type,
+            headers.get("event_id", "?") if isinstance(headers, Mapping) else "?",
             reason,
-            event.aggregate_id,
+            key,
         )
 
-    def _collect(self, deliveries: Sequence[Delivery]) -> None:
-        for delivery in deliveries:
-            if delivery.ok:
-                # Even an id no longer tracked (sent before a reset) was delivered:
-                # marking it is correct and saves a duplicate.
-                self._in_flight.discard(delivery.token)
-                self._acked.append(delivery.token)
-                self.stats.acked += 1
-            elif delivery.token in self._in_flight:
+    def _collect(self, deliveries: Deliveries) -> None:
+        acked = deliveries.acked
+        if acked:
+            # Even an id no longer tracked (sent before a reset) was delivered:
+            # marking it is correct and saves a duplicate.
+            self._in_flight.difference_update(acked)
+            self._acked.extend(acked)
+            self.stats.acked += len(acked)
+        for delivery in deliveries.failed:
+            if delivery.token in self._in_flight:
                 self._in_flight.discard(delivery.token)
                 self._failed = True
                 self.stats.failed_deliveries += 1

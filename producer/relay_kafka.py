@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from domain.records import EVENT_PUSH_REQUESTED, OutboxEvent
 from producer.relay import (
+    Deliveries,
     Delivery,
     EventSink,
     OutboxRelay,
@@ -31,7 +34,6 @@ from producer.relay import (
 
 if TYPE_CHECKING:
     from adapters.avro.codec import AvroCodec
-    from adapters.kafka.producer import DeliveryReport, EventProducer
     from adapters.kafka.topics import TopicNames
 
 _log = logging.getLogger("orderflow.relay")
@@ -62,58 +64,152 @@ RELAY_PRODUCER_EXTRA: Mapping[str, Any] = {
 
 
 class KafkaEventSink:
-    """:class:`~producer.relay.EventSink` over :class:`~adapters.kafka.producer.EventProducer`."""
+    """:class:`~producer.relay.EventSink` straight over ``confluent_kafka.Producer``.
 
-    def __init__(self, producer: EventProducer) -> None:
-        self._producer = producer
-        self._reports: list[Delivery] = []
+    The relay's hot path, so it does as little Python per message as it can: one
+    ``produce`` call with the row's key (text), value (bytes) and headers (a dict,
+    which the client encodes), and a ``functools.partial`` of one shared callback
+    carrying the outbox id. Reports of acknowledged messages become plain ids
+    appended to a list; only failures build a :class:`~producer.relay.Delivery`.
+    Build it from :func:`~adapters.kafka.config.producer_config` (its ``error_cb``
+    is what reveals a fatal producer error); ``client`` replaces the real producer
+    in unit tests. Not thread-safe: the relay's main thread owns it.
 
-    def _on_delivery(self, report: DeliveryReport) -> None:
-        token = report.opaque
-        assert isinstance(token, int)
-        self._reports.append(Delivery(token, report.ok, None if report.ok else str(report.error)))
+    Like :class:`~adapters.kafka.producer.EventProducer`, it never drops silently:
+    a message either raises :class:`~producer.relay.SinkRejected` from :meth:`send`
+    or gets exactly one report; a report "delivered" without an offset is not
+    proof that the broker stored it, so it counts as failed (re-sent).
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        client: Any = None,
+        queue_full_timeout: float = 30.0,
+        queue_full_poll: float = 0.05,
+    ) -> None:
+        from adapters.kafka.logs import ErrorReporter
+
+        if client is None:
+            from confluent_kafka import Producer
+
+            client = Producer(dict(config))
+        self._client = client
+        self._produce = client.produce
+        error_cb = config.get("error_cb")
+        self._reporter = error_cb if isinstance(error_cb, ErrorReporter) else None
+        self._queue_full_timeout = queue_full_timeout
+        self._queue_full_poll = queue_full_poll
+        self._acked: list[int] = []
+        self._failed: list[Delivery] = []
+        acked = self._acked.append
+        failed = self._failed.append
+
+        def delivered(token: int, err: Any, msg: Any) -> None:
+            # The only Python run per acknowledged message: keep it this small.
+            if err is None and msg.offset() >= 0:
+                acked(token)
+            elif err is None:
+                # Seen on real brokers right after a topic was created: "delivered",
+                # no offset, and the record not in the log. Re-sent, never lost.
+                failed(Delivery(token, False, "UNCONFIRMED_DELIVERY"))
+            else:
+                failed(Delivery(token, False, f"{err.name()}: {err.str()}"))
+
+        self._delivered = delivered
 
     def send(
-        self, topic: str, key: bytes, value: bytes, headers: Mapping[str, str], token: int
+        self, topic: str, key: str, value: bytes, headers: Mapping[str, str], token: int
     ) -> None:
         """Enqueue one message; refusals raise :class:`~producer.relay.SinkRejected`."""
-        from adapters.kafka.errors import ProduceError
-
         try:
-            # EventProducer turns the str values into UTF-8 header bytes.
-            self._producer.produce(topic, key, value, headers, self._on_delivery, opaque=token)
-        except ProduceError as exc:
+            self._produce(
+                topic, value, key, headers=headers, on_delivery=partial(self._delivered, token)
+            )
+        except BufferError:
+            self._send_when_room(topic, key, value, headers, token)
+        except (TypeError, ValueError) as exc:
+            text = _text_headers(headers)
+            if text is None:
+                # Not a mapping, or text already: a poison event, not a crash.
+                raise SinkRejected(f"{type(exc).__name__}: {exc}") from exc
+            # Header values that are not text (numbers, null) go as their text, as the
+            # relay always sent them.
+            self.send(topic, key, value, text, token)
+        except Exception as exc:  # KafkaException (not imported here: see the module doc)
             self._check_fatal()
-            raise SinkRejected(str(exc)) from exc
+            raise SinkRejected(_kafka_reason(exc)) from exc
 
-    def _take(self) -> list[Delivery]:
-        reports, self._reports = self._reports, []
-        return reports
+    def _send_when_room(
+        self, topic: str, key: str, value: bytes, headers: Mapping[str, str], token: int
+    ) -> None:
+        """The local queue is full: serve reports to make room, for a bounded time."""
+        deadline = time.monotonic() + self._queue_full_timeout
+        while True:
+            self._client.poll(self._queue_full_poll)
+            try:
+                self._produce(
+                    topic, value, key, headers=headers, on_delivery=partial(self._delivered, token)
+                )
+                return
+            except BufferError:
+                if time.monotonic() >= deadline:
+                    raise SinkRejected(
+                        f"local queue still full after {self._queue_full_timeout}s"
+                    ) from None
+            except Exception as exc:
+                self._check_fatal()
+                raise SinkRejected(_kafka_reason(exc)) from exc
+
+    def _take(self) -> Deliveries:
+        taken = Deliveries(self._acked[:], self._failed[:])
+        # Cleared in place: the delivery callback holds these lists' append methods.
+        self._acked.clear()
+        self._failed.clear()
+        return taken
 
     def _check_fatal(self) -> None:
-        fatal = self._producer.fatal_error
+        fatal = self._reporter.fatal_error if self._reporter is not None else None
         if fatal is not None:
             raise SinkBroken(str(fatal))
 
-    def poll(self, timeout: float) -> list[Delivery]:
+    def poll(self, timeout: float) -> Deliveries:
         """Serve delivery reports (waiting up to ``timeout`` s) and return them."""
-        self._producer.poll(timeout)
-        if not self._reports:
+        self._client.poll(timeout)
+        if not self._acked and not self._failed:
             self._check_fatal()
         return self._take()
 
-    def flush(self, timeout: float) -> list[Delivery]:
+    def flush(self, timeout: float) -> Deliveries:
         """Wait up to ``timeout`` s for outstanding reports and return them."""
-        self._producer.flush(timeout)
-        if not self._reports:
+        self._client.flush(timeout)
+        if not self._acked and not self._failed:
             self._check_fatal()
         return self._take()
 
     def close(self) -> None:
         """Drop the producer; the relay flushed what it could before."""
-        remaining = len(self._producer)
+        remaining = len(self._client)
         if remaining:
             _log.warning("Dropping a Kafka producer with %d message(s) outstanding", remaining)
+
+
+def _text_headers(headers: object) -> dict[str, str] | None:
+    """``headers`` with every key and value as text; None if impossible or already so."""
+    if not isinstance(headers, Mapping):
+        return None
+    if all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        return None
+    return {str(k): str(v) for k, v in headers.items()}
+
+
+def _kafka_reason(exc: BaseException) -> str:
+    """``NAME: reason`` of the KafkaError a KafkaException carries (else the exception)."""
+    err: Any = exc.args[0] if exc.args else None
+    if hasattr(err, "name") and hasattr(err, "str"):
+        return f"{err.name()}: {err.str()}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def event_encoder(
@@ -176,7 +272,6 @@ def kafka_sink_factory(
 ) -> Callable[[], EventSink]:
     r"""Return a factory of idempotent :class:`KafkaEventSink`\ s for ``config``."""
     from adapters.kafka.config import producer_config
-    from adapters.kafka.producer import EventProducer
 
     settings = settings or RelaySettings()
     extra = {**RELAY_PRODUCER_EXTRA, **(config.producer_extra or {})}
@@ -194,7 +289,7 @@ def kafka_sink_factory(
     )
 
     def factory() -> EventSink:
-        return KafkaEventSink(EventProducer(producer_settings))
+        return KafkaEventSink(producer_settings)
 
     return factory
 

@@ -333,3 +333,89 @@ def test_relay_reconnects_after_losing_its_database_session(
     received = read_topic(relay_config.bootstrap_servers, topic, 1200)
     assert {m.headers["event_id"] for m in received} == {str(e.event_id) for e in events}
     assert_per_key_order(received, orders, 300)
+
+
+_INSERT_RAW_SQL = text(
+    "INSERT INTO outbox_event (event_id, aggregate_type, aggregate_id, org_id, event_type,"
+    " payload, headers, created_at, value) VALUES (:event_id, 'DraftOrder', :aggregate_id,"
+    " :org_id, :event_type, '{}'::jsonb, CAST(:headers AS jsonb), now(), :value) RETURNING id"
+)
+
+
+def _insert_raw(
+    engine: Engine, aggregate: uuid.UUID, headers: str, value: bytes | None, event_type: str
+) -> int:
+    with engine.begin() as conn:
+        params = {
+            "event_id": uuid.uuid4(),
+            "aggregate_id": aggregate,
+            "org_id": uuid.uuid4(),
+            "event_type": event_type,
+            "headers": headers,
+            "value": value,
+        }
+        return int(conn.execute(_INSERT_RAW_SQL, params).scalar_one())
+
+
+def test_claim_returns_lean_rows_and_the_full_event_only_without_a_stored_value(
+    relay_config: RelayConfig, engine: Engine
+) -> None:
+    org = uuid.uuid4()
+    stored = _insert_raw(engine, org, '{"event_id": "e1"}', b"\x00\xffbytes", "PushRequested")
+    writer = SqlEventWriter(relay_config.database_url)
+    try:
+        event = build_push_requested(make_order(org, "SO-L"), occurred_at=datetime.now(UTC))
+        unencoded = writer.insert(event)  # no value: the relay encodes it
+    finally:
+        writer.close()
+    store = PgOutboxRelayStore(relay_config.database_url)
+    try:
+        assert store.try_acquire_leadership()
+        first, second = store.claim(0, 10)
+        assert store.claim(unencoded, 10) == []
+    finally:
+        store.close()
+
+    assert first == (stored, "PushRequested", str(org), b"\x00\xffbytes", {"event_id": "e1"}, None)
+    assert isinstance(first[3], bytes)  # the Kafka client takes bytes, not memoryview
+    token, event_type, key, value, headers, full = second
+    assert (token, event_type, key, value) == (
+        unencoded,
+        event.event_type,
+        str(event.aggregate_id),
+        None,
+    )
+    assert headers == event.headers
+    assert full is not None
+    assert (full.id, full.event_id, full.payload) == (unencoded, event.event_id, event.payload)
+
+
+def test_unusable_headers_hold_back_their_aggregate_and_other_keys_flow(
+    relay_config: RelayConfig, engine: Engine
+) -> None:
+    poisoned, healthy = uuid.uuid4(), uuid.uuid4()
+    bad = _insert_raw(engine, poisoned, '["not", "a", "mapping"]', b"v1", "PushRequested")
+    held = _insert_raw(engine, poisoned, '{"event_id": "e2"}', b"v2", "PushRequested")
+    numeric = _insert_raw(
+        engine, healthy, '{"event_id": "e3", "attempt": 1}', b"v3", "PushRequested"
+    )
+    # Without a stored value the full event is loaded too: that must not fail either.
+    unencoded = _insert_raw(engine, uuid.uuid4(), '["not", "a", "mapping"]', None, "PushRequested")
+
+    outcome = run_relay(relay_config, RelaySettings(drain=True), install_signal_handlers=False)
+
+    assert outcome is RelayExit.DRAINED
+    with engine.connect() as conn:
+        published = {
+            row[0]
+            for row in conn.execute(
+                text("SELECT id FROM outbox_event WHERE published_at IS NOT NULL")
+            )
+        }
+    assert published == {numeric}
+    assert not {bad, held, unencoded} & published
+    topic = TopicNames(relay_config.topic_prefix).requests
+    (message,) = read_topic(relay_config.bootstrap_servers, topic, 1)
+    # A header value that is not text goes as its text, as the relay always sent it.
+    assert message.headers == {"event_id": "e3", "attempt": "1"}
+    assert message.value == b"v3"

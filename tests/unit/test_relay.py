@@ -17,6 +17,8 @@ import pytest
 from domain.records import OutboxEvent
 from domain.repositories import RepositoryError
 from producer.relay import (
+    ClaimedRow,
+    Deliveries,
     Delivery,
     OutboxRelay,
     RelayExit,
@@ -24,6 +26,7 @@ from producer.relay import (
     Route,
     SinkBroken,
     SinkRejected,
+    claimed_row,
 )
 
 TOPIC = "t.push.requests"
@@ -46,7 +49,7 @@ def make_event(seq: int, aggregate: uuid.UUID | None = None, event_type: str = "
 @dataclass
 class SentMessage:
     topic: str
-    key: bytes
+    key: str
     value: bytes
     headers: Mapping[str, str]
     token: int
@@ -77,7 +80,7 @@ class FakeSink:
     closed: bool = False
 
     def send(
-        self, topic: str, key: bytes, value: bytes, headers: Mapping[str, str], token: int
+        self, topic: str, key: str, value: bytes, headers: Mapping[str, str], token: int
     ) -> None:
         assert not self.closed
         if token in self.reject:
@@ -99,7 +102,7 @@ class FakeSink:
                 reports.append(Delivery(token, True))
         return reports
 
-    def poll(self, timeout: float) -> list[Delivery]:
+    def poll(self, timeout: float) -> Deliveries:
         self.polls += 1
         if self.on_poll is not None:
             self.on_poll(self)
@@ -107,14 +110,14 @@ class FakeSink:
             self.broken_on_poll = None
             raise SinkBroken("fatal: out of order sequence")
         if self.hold:
-            return []
-        return self._deliver(self.ack_per_poll)
+            return Deliveries()
+        return Deliveries.of(self._deliver(self.ack_per_poll))
 
-    def flush(self, timeout: float) -> list[Delivery]:
+    def flush(self, timeout: float) -> Deliveries:
         self.flushes += 1
         if self.hold_on_flush:
-            return []
-        return self._deliver(None)
+            return Deliveries()
+        return Deliveries.of(self._deliver(None))
 
     def close(self) -> None:
         self.closed = True
@@ -161,7 +164,7 @@ class FakeSource:
     def release_leadership(self) -> None:
         self.leader = False
 
-    def claim(self, after_id: int, limit: int) -> list[OutboxEvent]:
+    def claim(self, after_id: int, limit: int) -> list[ClaimedRow]:
         if not self.leader:
             # Like the real store: a session without the lock refuses to claim.
             raise RepositoryError("This session does not hold the relay leader lock")
@@ -178,7 +181,7 @@ class FakeSource:
                 for i in self.rows
                 if i > after_id and i not in self.published and i not in self.hidden
             )
-            return [self.rows[i] for i in ids[:limit]]
+            return [claimed_row(self.rows[i]) for i in ids[:limit]]
 
     def mark_published(self, ids: Sequence[int]) -> int:
         if self.fail_marks > 0:
@@ -308,7 +311,7 @@ def test_message_carries_key_value_headers_and_route_topic() -> None:
 
     (message,) = sinks[0].sent
     assert message.topic == TOPIC
-    assert message.key == str(aggregate).encode()
+    assert message.key == str(aggregate)
     assert message.value == b"v7"
     assert message.headers == event.headers
     assert message.token == 7
@@ -420,7 +423,7 @@ def test_next_batch_is_claimed_while_the_current_one_is_produced() -> None:
 
     class SlowSink(FakeSink):
         def send(
-            self, topic: str, key: bytes, value: bytes, headers: Mapping[str, str], token: int
+            self, topic: str, key: str, value: bytes, headers: Mapping[str, str], token: int
         ) -> None:
             if token == 1:
                 # Producing the first batch waits for the claim of the second one.
@@ -475,6 +478,53 @@ def test_cursor_reset_picks_up_a_straggler_when_idle() -> None:
 
     assert run_bounded(relay) is RelayExit.STOPPED
     assert source.published == set(range(1, 11))
+
+
+def test_straggler_notified_while_the_window_was_busy_does_not_wait_for_the_idle_poll() -> None:
+    events = [make_event(1), make_event(3)]
+    sink = FakeSink(ack_per_poll=1)
+    relay, source, _ = build(events, sink, drain=False, idle_poll_s=3600.0)
+    source.add(make_event(2), hidden=True)
+
+    def straggler_commits(s: FakeSink) -> None:
+        if s.pending and 2 in source.hidden:
+            # Id 2 commits while 1 and 3 are in flight; its NOTIFY is consumed then,
+            # and the claim past the cursor (3) cannot see it.
+            source.hidden.discard(2)
+            source.notify = True
+
+    sink.on_poll = straggler_commits
+    published_before_idle_wait: list[set[int]] = []
+
+    def idle(src: FakeSource) -> bool:
+        if src.waits[-1] == 3600.0:  # the relay went idle (the safety-net poll)
+            published_before_idle_wait.append(set(src.published))
+            relay.stop()
+            return False
+        notified, src.notify = src.notify, False
+        return notified
+
+    source.on_wait = idle
+
+    assert run_bounded(relay) is RelayExit.STOPPED
+    # The pass that published something was followed by another one at once.
+    assert published_before_idle_wait == [{1, 2, 3}]
+
+
+def test_idle_relay_waits_the_full_idle_poll_between_empty_passes() -> None:
+    relay, source, _ = build([], drain=False, idle_poll_s=2.0)
+
+    def stop_on_third(src: FakeSource) -> bool:
+        if len(src.waits) == 3:
+            relay.stop()
+        return False
+
+    source.on_wait = stop_on_third
+
+    run_bounded(relay)
+
+    assert source.waits == [2.0, 2.0, 2.0]
+    assert RelaySettings().idle_poll_s == 2.0  # 0.5 query/s when idle
 
 
 def test_straggler_found_under_sustained_load_by_periodic_rescan() -> None:
@@ -678,7 +728,7 @@ def test_database_outage_reconnects_and_loses_nothing() -> None:
     calls = {"n": 0}
     original_claim = source.claim
 
-    def flaky_claim(after_id: int, limit: int) -> list[OutboxEvent]:
+    def flaky_claim(after_id: int, limit: int) -> list[ClaimedRow]:
         calls["n"] += 1
         if calls["n"] in (2, 3):
             source.fail_claims = 1
