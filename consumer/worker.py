@@ -363,6 +363,12 @@ class PushWorker:
                 self._producer.poll(0.05)
                 self._store_completed()
             executor.shutdown(timeout=max(0.0, deadline - time.monotonic()))
+        close = getattr(self._handler, "close", None)  # test doubles may have none
+        try:
+            if close is not None:
+                close()
+        except Exception:
+            _log.exception("Closing the push handler failed")
         self._producer.flush(min(10.0, self.settings.drain_timeout_s))
         self._store_completed()
         try:
@@ -403,6 +409,9 @@ class WorkerConfig:
     ensure_topics: bool = True
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     consumer_extra: dict[str, Any] | None = None
+    #: Claims and outcomes of concurrent records written in shared statements
+    #: (:mod:`consumer.batched_push_log`); False: one unit of work per record.
+    group_commit: bool = True
 
 
 def build_worker(
@@ -431,12 +440,24 @@ def build_worker(
     registry = registry if registry is not None else bootstrap.default_registry()
     lease = config.lease_seconds
 
+    batched = None
+    if config.group_commit:
+        from adapters.postgres.push_log_sql import PushLogBatchWriter
+        from consumer.batched_push_log import BatchedPushLog
+
+        url = config.database_url
+        batched = BatchedPushLog(
+            lambda: PushLogBatchWriter(url), encoder=bootstrap.outbox_value_encoder()
+        )
+
     def new_attempts() -> PushAttempts:
         uow = bootstrap.sql_unit_of_work(session_factory=factory)
-        return PushAttempts(uow, registry, cipher, lease_seconds=lease)
+        return PushAttempts(uow, registry, cipher, lease_seconds=lease, batched=batched)
 
     retry = RetrySettings(config.max_retries, config.retry_delay_base, config.retry_tiers)
-    handler = PushHandler(new_attempts, retry)
+    handler = PushHandler(
+        new_attempts, retry, on_close=batched.close if batched is not None else None
+    )
     consumer = EventConsumer(
         consumer_config(
             config.bootstrap_servers,
