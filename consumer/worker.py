@@ -10,7 +10,10 @@ Poll loop (one thread) and ERP calls (a pool) are separate:
   concurrently;
 * a full executor pauses every assigned partition (back-pressure); they resume
   once it drained to half;
-* a worker thread runs :class:`~consumer.push_handler.PushHandler`; a record is
+* a worker thread runs :class:`~consumer.push_handler.PushHandler`; its claim
+  and its outcome (with the outbox events) are group-committed with other
+  threads' (:mod:`consumer.batched_push_log`: one statement per batch, the
+  thread waits for the commit of its batch); a record is
   *complete* once its outcome committed (or its dead letter was acknowledged
   by the broker); :class:`~consumer.offsets.OffsetTracker` releases the
   contiguous completed prefix and the loop stores that offset (auto-commit
