@@ -53,7 +53,12 @@ class OrderedExecutor:
         self.resume_at = max_pending // 2 if resume_at is None else resume_at
         if not 0 <= self.resume_at < max_pending:
             raise ValueError("resume_at must be >= 0 and below max_pending")
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        # Idle workers wait on ``_cond`` and are woken ONE per ready key (notify_all
+        # woke every idle thread of the pool per record: 64 threads fighting for one
+        # lock and the GIL to find one task); ``wait_idle`` callers wait on ``_idle``.
+        self._cond = threading.Condition(lock)
+        self._idle = threading.Condition(lock)
         self._queues: dict[Hashable, deque[Task]] = {}
         self._ready: deque[Hashable] = deque()  # keys with queued tasks and no running task
         self._pending = 0
@@ -76,7 +81,7 @@ class OrderedExecutor:
                 # No task of this key is queued or running: it may start at once.
                 self._queues[key] = deque([task])
                 self._ready.append(key)
-                self._cond.notify_all()
+                self._cond.notify()
             else:
                 queue.append(task)
             self._pending += 1
@@ -110,7 +115,7 @@ class OrderedExecutor:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                self._idle.wait(remaining)
             return True
 
     def shutdown(self, timeout: float = 30.0) -> bool:
@@ -128,6 +133,7 @@ class OrderedExecutor:
                 _log.warning("Executor stopped with %d task(s) unfinished", dropped)
                 self._ready.clear()
             self._cond.notify_all()
+            self._idle.notify_all()
         deadline = time.monotonic() + 1.0
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -154,8 +160,8 @@ class OrderedExecutor:
                 if queue:
                     # The key's next task runs after the ones of keys already waiting.
                     self._ready.append(key)
-                    self._cond.notify_all()
+                    self._cond.notify()
                 else:
                     del self._queues[key]
                 if not self._pending:
-                    self._cond.notify_all()
+                    self._idle.notify_all()

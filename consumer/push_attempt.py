@@ -27,7 +27,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -36,6 +36,7 @@ from domain.errors import ConnectorError
 from domain.idempotency import generate_idempotency_key as _generate_key
 from domain.model import DraftOrder, PushStatus
 from domain.ports import ERPConnectorPort, ExportResult
+from domain.push_writes import ClaimGrant
 from domain.records import ConnectionRecord, OutboxEvent, PushLogEntry, order_to_json, utc_now
 from domain.redaction import RedactedConfig, scrub
 from domain.repositories import UnitOfWork
@@ -81,6 +82,24 @@ class ConfigDecryptor(Protocol):
         self, blob: bytes, /, *, org_id: uuid.UUID, connector_type: str
     ) -> Mapping[str, Any]:
         """Decrypt a config blob bound to (org_id, connector_type)."""
+        ...
+
+
+class BatchedWrites(Protocol):
+    """Claims and outcomes written in statements shared between threads (group commit)."""
+
+    def claim(self, entry: PushLogEntry) -> ClaimGrant:
+        """Insert the PENDING ``entry`` the quick way (see ``ClaimRequest``); committed."""
+        ...
+
+    def record(
+        self,
+        entry: PushLogEntry,
+        outcome: AttemptOutcome,
+        events: Sequence[OutboxEvent],
+        now: datetime,
+    ) -> bool:
+        """Record the outcome with its events if ``entry`` is PENDING; committed."""
         ...
 
 
@@ -140,6 +159,7 @@ class PushAttempts:
         clock: Callable[[], datetime] | None = None,
         monotonic: Callable[[], float] | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        batched: BatchedWrites | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
@@ -149,6 +169,48 @@ class PushAttempts:
         self.clock = clock or utc_now
         self.monotonic = monotonic or time.perf_counter
         self.lease = timedelta(seconds=lease_seconds)
+        self.batched = batched
+
+    def quick_claim(
+        self, org: uuid.UUID, order: DraftOrder, attempt: int, *, now: datetime | None = None
+    ) -> Claim | None:
+        """Claim a new key of an order without history in one statement, if batched.
+
+        ``None`` (nothing written) when there is no batched store, or when the
+        key exists or the order has history the full logic must look at
+        (:meth:`acquire` and the push worker's deferral rules then decide).
+        """
+        if self.batched is None:
+            return None
+        entry = self.pending_entry(org, order, attempt, now=now)
+        grant = self.batched.claim(entry)
+        if not grant.claimed:
+            return None
+        connection = grant.connection
+        connector_type = connection.connector_type if connection is not None else None
+        return Claim(replace(entry, connector_type=connector_type), connection)
+
+    def pending_entry(
+        self,
+        org: uuid.UUID,
+        order: DraftOrder,
+        attempt: int,
+        *,
+        connector_type: str | None = None,
+        now: datetime | None = None,
+    ) -> PushLogEntry:
+        """The PENDING row that claims ``attempt`` of ``order`` now, with a fresh lease."""
+        now = now or self.clock()
+        return PushLogEntry.pending(
+            org_id=org,
+            draft_order_id=order.id,
+            idempotency_key=_generate_key(org, order.id, attempt),
+            attempt=attempt,
+            now=now,
+            lease_expires_at=now + self.lease,
+            connector_type=connector_type,
+            request_json=order_to_json(order),
+        )
 
     def acquire(
         self, org: uuid.UUID, order: DraftOrder, attempt: int
@@ -161,15 +223,12 @@ class PushAttempts:
             # Claim first: a new key (the common case) then costs no lookup before it;
             # ON CONFLICT DO NOTHING leaves an existing row alone.
             claimed = uow.push_log.claim(
-                PushLogEntry.pending(
-                    org_id=org,
-                    draft_order_id=order.id,
-                    idempotency_key=key,
-                    attempt=attempt,
-                    now=now,
-                    lease_expires_at=now + self.lease,
+                self.pending_entry(
+                    org,
+                    order,
+                    attempt,
                     connector_type=connection.connector_type if connection else None,
-                    request_json=order_to_json(order),
+                    now=now,
                 )
             )
             if claimed is not None:
@@ -196,8 +255,23 @@ class PushAttempts:
 
         Returns the updated row, or ``None`` when the row is no longer PENDING
         (our lease expired and another worker recorded the attempt first; its
-        outcome stands and ``events`` are not written).
+        outcome stands and ``events`` are not written). With a batched store
+        the write shares one statement with other threads' outcomes (still one
+        transaction, committed before this returns).
         """
+        if self.batched is not None:
+            now = self.clock()
+            if not self.batched.record(claim.entry, outcome, events, now):
+                return None
+            return replace(
+                claim.entry,
+                status=outcome.status,
+                response_json=outcome.response_json,
+                error_message=outcome.error_message,
+                latency_ms=outcome.latency_ms,
+                updated_at=now,
+                lease_expires_at=None,
+            )
         with self.uow as uow:
             recorded = uow.push_log.update_outcome(
                 claim.entry.id,

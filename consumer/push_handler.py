@@ -79,13 +79,18 @@ from consumer.outbox_events import (
     dead_letter_payload,
     retry_event_type,
 )
-from consumer.push_attempt import AttemptOutcome, PushAttempts
+from consumer.push_attempt import AttemptOutcome, Claim, PushAttempts
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, PushStatus
 from domain.records import AGGREGATE_DRAFT_ORDER, EVENT_PUSH_REQUESTED, OutboxEvent, PushLogEntry
 from domain.retry import RetryPolicy, retry_delay
 
 _log = logging.getLogger("orderflow.consumer")
+#: Level of the one line per push: DEBUG, since at thousands of pushes per second
+#: formatting and writing it cost more than the push itself; the push log row and
+#: the PushResult event record every outcome anyway. Deferrals, duplicates and
+#: dead letters stay at INFO/WARNING.
+_PUSH_LOG_LEVEL = logging.DEBUG
 
 
 class Message(Protocol):
@@ -162,10 +167,17 @@ class PushHandler:
         settings: RetrySettings | None = None,
         *,
         clock: Callable[[], datetime] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self._factory = attempts_factory
         self.settings = settings or RetrySettings()
         self._clock = clock
+        self._on_close = on_close
+
+    def close(self) -> None:
+        """Release what the attempts share (group-commit threads), after the last handle."""
+        if self._on_close is not None:
+            self._on_close()
 
     def new_attempts(self) -> PushAttempts:
         """A new :class:`PushAttempts` (one per worker thread: units of work are not shared)."""
@@ -187,6 +199,36 @@ class PushHandler:
         org: uuid.UUID = record["org_id"]
         attempt: int = record["attempt"]
 
+        # The quick way first: one (group-committed) statement claims a new key of an
+        # order without history, the common case; anything else -> the full logic.
+        claim = attempts.quick_claim(org, order, attempt, now=now)
+        if claim is None:
+            claimed = self._claim(attempts, message, headers, record, order, org, attempt, now)
+            if isinstance(claimed, Handled):
+                return claimed
+            claim = claimed
+        outcome = attempts.call_erp(claim, order, attempt, self.settings.policy)
+        events = self._outcome_events(
+            message, headers, record, order, claim.entry, outcome, attempts.clock()
+        )
+        if attempts.record_outcome(claim, outcome, events) is None:
+            # Our lease expired and another worker recorded the attempt first.
+            return Handled("superseded")
+        _log.log(_PUSH_LOG_LEVEL, "Push %s: %s", claim.entry.idempotency_key, outcome.status.value)
+        return Handled(outcome.status.value)
+
+    def _claim(
+        self,
+        attempts: PushAttempts,
+        message: Message,
+        headers: EventHeaders,
+        record: Mapping[str, Any],
+        order: DraftOrder,
+        org: uuid.UUID,
+        attempt: int,
+        now: datetime,
+    ) -> Claim | Handled:
+        """The full logic: duplicate, deferral, claim or take-over (several statements)."""
         history: Sequence[PushLogEntry] = ()
         with attempts.uow as uow:
             if attempt == 0:
@@ -219,16 +261,7 @@ class PushHandler:
                 entry.status.value,
             )
             return Handled("duplicate")
-        outcome = attempts.call_erp(claim, order, attempt, self.settings.policy)
-        events = self._outcome_events(
-            message, headers, record, order, claim.entry, outcome, attempts.clock()
-        )
-        recorded = attempts.record_outcome(claim, outcome, events)
-        if recorded is None:
-            # Our lease expired and another worker recorded the attempt first.
-            return Handled("superseded")
-        _log.info("Push %s: %s", entry.idempotency_key, outcome.status.value)
-        return Handled(outcome.status.value)
+        return claim
 
     # --- deferral -------------------------------------------------------------------------
     def _pending_retry(

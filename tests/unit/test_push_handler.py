@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,12 +20,13 @@ from adapters.avro.records import push_requested_record
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.kafka.headers import EventHeaders, build_headers
 from consumer.outbox_events import EVENT_PUSH_DEAD_LETTERED, EVENT_PUSH_RESULT, encode_retry
-from consumer.push_attempt import NO_ACTIVE_CONNECTION, PushAttempts
+from consumer.push_attempt import NO_ACTIVE_CONNECTION, AttemptOutcome, PushAttempts
 from consumer.push_handler import DEFER_AFTER, DEFERRED, Handled, PushHandler, RetrySettings
 from domain.errors import ConnectorRejectedError, ConnectorTransientError
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, OrderLine, PushStatus
 from domain.ports import ExportResult
+from domain.push_writes import ClaimGrant
 from domain.records import ConnectionRecord, OutboxEvent, PushLogEntry
 from tests.fakes import (
     FakeCipher,
@@ -50,6 +53,74 @@ def make_order(org: uuid.UUID) -> DraftOrder:
     )
 
 
+class FakeBatchedWrites:
+    """The group-committed claim and outcome writes over a ``FakeDatabase``.
+
+    Same rules as ``adapters.postgres.push_log_sql`` (its integration tests pin
+    them on PostgreSQL): a claim is inserted only for a new key of an order
+    without history (attempt 0) or without SUCCESS (later attempts); an outcome
+    and its events only while the row is PENDING.
+    """
+
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+        self.claimed = 0
+        self.recorded = 0
+
+    def claim(self, entry: PushLogEntry) -> ClaimGrant:
+        history = [
+            e
+            for e in self.db.push_log.values()
+            if e.org_id == entry.org_id and e.draft_order_id == entry.draft_order_id
+        ]
+        if any(e.idempotency_key == entry.idempotency_key for e in history):
+            return ClaimGrant(False)
+        if any(entry.attempt == 0 or e.status is PushStatus.SUCCESS for e in history):
+            return ClaimGrant(False)
+        connection = next(
+            (c for c in self.db.connections.values() if c.org_id == entry.org_id and c.is_active),
+            None,
+        )
+        stored = replace(entry, connector_type=connection.connector_type if connection else None)
+        self.db.push_log[entry.id] = stored
+        self.claimed += 1
+        return ClaimGrant(True, connection)
+
+    def record(
+        self,
+        entry: PushLogEntry,
+        outcome: AttemptOutcome,
+        events: Sequence[OutboxEvent],
+        now: datetime,
+    ) -> bool:
+        row = self.db.push_log.get(entry.id)
+        if row is None or row.status is not PushStatus.PENDING:
+            return False
+        self.db.push_log[entry.id] = replace(
+            row,
+            status=outcome.status,
+            response_json=outcome.response_json,
+            error_message=outcome.error_message,
+            latency_ms=outcome.latency_ms,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        for event in events:
+            json.dumps(event.payload)  # JSONB needs it JSON-ready
+            self.db.outbox.append(event.stored_as(self.db.next_outbox_id))
+            self.db.next_outbox_id += 1
+        self.recorded += 1
+        return True
+
+
+@pytest.fixture(autouse=True, params=["unit-of-work", "batched"])
+def write_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs with and without the group-committed quick path."""
+    Env.batched_path = request.param == "batched"
+    yield request.param
+    Env.batched_path = False
+
+
 @dataclass
 class Env:
     """One fake database, clock, connector and a handler over them."""
@@ -59,8 +130,11 @@ class Env:
     clock: FakeClock = field(default_factory=FakeClock)
     connector: FakeConnector = field(default_factory=FakeConnector)
     offsets: int = 0
+    #: Set by the ``write_path`` fixture: build attempts with a ``FakeBatchedWrites``.
+    batched_path: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
+        self.batched = FakeBatchedWrites(self.db) if self.batched_path else None
         self.handler = PushHandler(self.attempts, self.settings, clock=self.clock)
 
     def attempts(self) -> PushAttempts:
@@ -73,6 +147,7 @@ class Env:
             clock=self.clock,
             monotonic=self.clock.monotonic,
             lease_seconds=LEASE,
+            batched=self.batched,
         )
 
     def connect(self, org: uuid.UUID, config: dict[str, Any] | None = None) -> None:
@@ -177,6 +252,25 @@ def test_success_records_push_log_and_one_result_event() -> None:
     assert event.event_type == EVENT_PUSH_RESULT
     assert event.payload["status"] == "SUCCESS"
     assert event.headers["idempotency_key"] == generate_idempotency_key(org, order.id, 0)
+    assert env.calls(order) == 1
+
+
+def test_the_batched_path_claims_and_records_new_orders_the_quick_way(write_path: str) -> None:
+    env = Env()
+    org = uuid.uuid4()
+    env.connect(org)
+    order = make_order(org)
+    commits = env.db.commits
+    assert env.handle(env.request(order)) == "SUCCESS"
+    if write_path == "batched":
+        assert env.batched is not None
+        assert (env.batched.claimed, env.batched.recorded) == (1, 1)
+        assert env.db.commits == commits  # no unit of work was needed
+        [entry] = env.log(order)
+        assert entry.connector_type == "MOCK"
+        assert entry.lease_expires_at is None
+    # A second event of the order: the quick claim refuses, the full logic says duplicate.
+    assert env.handle(env.request(order)) == "duplicate"
     assert env.calls(order) == 1
 
 

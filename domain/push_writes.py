@@ -1,0 +1,73 @@
+"""The push worker's hot-path writes, as values a batched store takes (no I/O here).
+
+The push worker claims an attempt and later records its outcome with its
+outbox events. Under load many worker threads do this at once; a batched
+store (``adapters.postgres.push_log_sql``) writes the claims (or the outcomes)
+of several threads in ONE statement. These values are what one thread hands
+over and what it gets back; each keeps the per-record meaning of
+``PushLogStore.claim`` / ``update_outcome`` + ``OutboxStore.add``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from domain.model import PushStatus
+from domain.records import ConnectionRecord, OutboxEvent, PushLogEntry
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """Claim ``entry`` (a new PENDING row) if the order's history allows the quick way.
+
+    The quick way inserts the row only when its idempotency key is new AND,
+    for attempt 0, the (org, order) has no push-log row at all, or, for a later
+    attempt, no SUCCESS row. Anything else (history to look at, a conflicting
+    key) is left alone and answered "not claimed": the caller then runs the
+    full logic (duplicate, deferral, take-over), which sees an unchanged table.
+    """
+
+    entry: PushLogEntry
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimGrant:
+    """The answer to a :class:`ClaimRequest`.
+
+    ``claimed`` is True if the row was inserted (and committed);
+    ``connection`` is the organisation's ACTIVE connection read in the same
+    statement (``None``: it has none; the row then has no connector type).
+    """
+
+    claimed: bool
+    connection: ConnectionRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An outbox event with its Kafka value already encoded by the writer."""
+
+    event: OutboxEvent
+    value: bytes | None = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeWrite:
+    """Record a claimed attempt's outcome and write its outbox events, atomically.
+
+    The row is updated only while it is PENDING; the events are written only
+    if it was (the outcome of a worker whose lease expired and whose attempt
+    someone else recorded is dropped, with its events).
+    """
+
+    entry_id: uuid.UUID
+    status: PushStatus
+    now: datetime
+    response_json: dict[str, Any] | None = None
+    error_message: str | None = None
+    latency_ms: int | None = None
+    events: Sequence[EncodedEvent] = ()

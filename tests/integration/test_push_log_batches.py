@@ -1,0 +1,373 @@
+"""The push worker's batched claim and outcome statements on a real PostgreSQL.
+
+``PushLogBatchWriter`` writes many claims (or outcomes with their outbox
+events) in one statement; ``BatchedPushLog`` feeds it from many threads. These
+tests pin the per-record meaning: exactly one of racing claims of a key wins,
+history sends a record to the full logic with nothing written, an outcome and
+its events commit together or not at all, and a failed batch fails each caller.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+
+from adapters.postgres.push_log_sql import PushLogBatchWriter
+from consumer.batched_push_log import BatchedPushLog
+from consumer.group_commit import GroupCommitError
+from consumer.push_attempt import AttemptOutcome
+from domain.model import PushStatus
+from domain.push_writes import ClaimRequest, EncodedEvent, OutcomeWrite
+from domain.records import AGGREGATE_DRAFT_ORDER, OutboxEvent, PushLogEntry
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(engine: Engine, migrated_db_url: str) -> Iterator[str]:
+    """The module's database URL, emptied after each test."""
+    yield migrated_db_url
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE erp_connection, erp_push_log, draft_order, outbox_event"))
+
+
+@pytest.fixture
+def writer(db: str) -> Iterator[PushLogBatchWriter]:
+    """A batch writer on the module's database."""
+    w = PushLogBatchWriter(db)
+    yield w
+    w.close()
+
+
+def add_connection(engine: Engine, org: uuid.UUID, status: str = "ACTIVE") -> uuid.UUID:
+    connection_id = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO erp_connection (id, org_id, connector_type, config_encrypted, status)"
+                " VALUES (:id, :org, 'MOCK', :blob, :status)"
+            ),
+            {"id": connection_id, "org": org, "blob": b"\x01blob", "status": status},
+        )
+    return connection_id
+
+
+def pending(
+    org: uuid.UUID, order: uuid.UUID, attempt: int = 0, key: str | None = None
+) -> PushLogEntry:
+    return PushLogEntry.pending(
+        org_id=org,
+        draft_order_id=order,
+        idempotency_key=key or f"{order}-{attempt}",
+        attempt=attempt,
+        now=NOW,
+        lease_expires_at=NOW + timedelta(seconds=300),
+        request_json={"order_number": "SO-1", "lines": [{"quantity": "1.50"}]},
+    )
+
+
+def rows(engine: Engine, sql: str, **params: object) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql), params)]
+
+
+def event(order: uuid.UUID, org: uuid.UUID, n: int) -> EncodedEvent:
+    return EncodedEvent(
+        OutboxEvent(
+            event_id=uuid.uuid4(),
+            aggregate_type=AGGREGATE_DRAFT_ORDER,
+            aggregate_id=order,
+            org_id=org,
+            event_type="PushResult",
+            payload={"n": n, "text": "caf\u00e9 'quoted' \"x\""},
+            headers={"event_type": "PushResult", "n": str(n)},
+            created_at=NOW,
+        ),
+        value=b"\x00\x01value-" + str(n).encode(),
+    )
+
+
+# --- claims --------------------------------------------------------------------------------
+
+
+def test_a_new_key_is_claimed_with_the_active_connection(
+    writer: PushLogBatchWriter, engine: Engine
+) -> None:
+    org, other_org = uuid.uuid4(), uuid.uuid4()
+    connection_id = add_connection(engine, org)
+    add_connection(engine, other_org, status="DISABLED")
+    with_connection = pending(org, uuid.uuid4())
+    without = pending(other_org, uuid.uuid4())
+
+    grants = writer.claim_many([ClaimRequest(with_connection), ClaimRequest(without)])
+
+    assert [g.claimed for g in grants] == [True, True]
+    assert grants[0].connection is not None
+    assert grants[0].connection.id == connection_id
+    assert grants[0].connection.org_id == org
+    assert grants[0].connection.config_encrypted == b"\x01blob"
+    assert grants[1].connection is None  # a disabled connection is not the active one
+    stored = dict(
+        rows(engine, "SELECT id, connector_type FROM erp_push_log WHERE status = 'PENDING'")
+    )
+    assert stored == {with_connection.id: "MOCK", without.id: None}
+    lease = rows(
+        engine,
+        "SELECT lease_expires_at, request_json FROM erp_push_log WHERE id = :i",
+        i=with_connection.id,
+    )
+    assert lease == [(NOW + timedelta(seconds=300), with_connection.request_json)]
+
+
+def test_history_leaves_the_record_to_the_full_logic_and_writes_nothing(
+    writer: PushLogBatchWriter, engine: Engine
+) -> None:
+    org = uuid.uuid4()
+    add_connection(engine, org)
+    retried, succeeded, fresh_retry = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    # An order in retry (attempt 0 RETRYING), one already pushed, one whose retry is new.
+    first = writer.claim_many(
+        [
+            ClaimRequest(pending(org, retried)),
+            ClaimRequest(pending(org, succeeded)),
+            ClaimRequest(pending(org, fresh_retry)),
+        ]
+    )
+    assert all(g.claimed for g in first)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE erp_push_log SET status = 'RETRYING' WHERE draft_order_id IN (:a, :c)"),
+            {"a": retried, "c": fresh_retry},
+        )
+        conn.execute(
+            text("UPDATE erp_push_log SET status = 'SUCCESS' WHERE draft_order_id = :b"),
+            {"b": succeeded},
+        )
+    before = rows(engine, "SELECT count(*) FROM erp_push_log")
+
+    second = writer.claim_many(
+        [
+            # A new attempt-0 event of an order with any history: full logic (deferral).
+            ClaimRequest(pending(org, retried, key="another-event-same-order")),
+            # A retry of an order that already succeeded: full logic (duplicate).
+            ClaimRequest(pending(org, succeeded, attempt=1)),
+            # The same key again: full logic (duplicate / take-over).
+            ClaimRequest(pending(org, retried)),
+        ]
+    )
+    assert [g.claimed for g in second] == [False, False, False]
+    assert rows(engine, "SELECT count(*) FROM erp_push_log") == before
+
+    # A retry (attempt 1) of an order without SUCCESS is claimed the quick way.
+    (retry,) = writer.claim_many([ClaimRequest(pending(org, fresh_retry, attempt=1))])
+    assert retry.claimed
+
+
+def test_racing_claims_of_one_key_exactly_one_wins(db: str, engine: Engine) -> None:
+    org, order = uuid.uuid4(), uuid.uuid4()
+    add_connection(engine, org)
+    writers = [PushLogBatchWriter(db) for _ in range(8)]
+    start = threading.Barrier(len(writers))
+    claimed: list[bool] = []
+    lock = threading.Lock()
+
+    def race(w: PushLogBatchWriter) -> None:
+        # Each batch also holds keys of its own, in another order than the others'.
+        own = [ClaimRequest(pending(org, uuid.uuid4())) for _ in range(3)]
+        contested = ClaimRequest(pending(org, order))
+        start.wait(10)
+        grants = w.claim_many([*own, contested])
+        assert all(g.claimed for g in grants[:3])
+        with lock:
+            claimed.append(grants[3].claimed)
+
+    threads = [threading.Thread(target=race, args=(w,)) for w in writers]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        for w in writers:
+            w.close()
+    assert sorted(claimed) == [False] * 7 + [True]
+    contested_rows = rows(
+        engine, "SELECT count(*) FROM erp_push_log WHERE draft_order_id = :o", o=order
+    )
+    assert contested_rows == [(1,)]
+
+
+def test_one_key_twice_in_one_batch_is_claimed_once(
+    writer: PushLogBatchWriter, engine: Engine
+) -> None:
+    org, order = uuid.uuid4(), uuid.uuid4()
+    grants = writer.claim_many(
+        [ClaimRequest(pending(org, order)), ClaimRequest(pending(org, order))]
+    )
+    assert sorted(g.claimed for g in grants) == [False, True]
+    assert rows(engine, "SELECT count(*) FROM erp_push_log") == [(1,)]
+
+
+# --- outcomes ------------------------------------------------------------------------------
+
+
+def test_outcomes_and_their_events_are_written_only_for_pending_rows(
+    writer: PushLogBatchWriter, engine: Engine
+) -> None:
+    org = uuid.uuid4()
+    live, superseded = pending(org, uuid.uuid4()), pending(org, uuid.uuid4())
+    writer.claim_many([ClaimRequest(live), ClaimRequest(superseded)])
+    with engine.begin() as conn:  # another worker recorded this attempt first
+        conn.execute(
+            text("UPDATE erp_push_log SET status = 'FAILED' WHERE id = :i"), {"i": superseded.id}
+        )
+    live_events = [event(live.draft_order_id, org, 1), event(live.draft_order_id, org, 2)]
+    recorded = writer.record_many(
+        [
+            OutcomeWrite(
+                entry_id=live.id,
+                status=PushStatus.SUCCESS,
+                now=NOW + timedelta(seconds=1),
+                response_json={"storage_key": "mock/x"},
+                latency_ms=7,
+                events=live_events,
+            ),
+            OutcomeWrite(
+                entry_id=superseded.id,
+                status=PushStatus.SUCCESS,
+                now=NOW,
+                events=[event(superseded.draft_order_id, org, 3)],
+            ),
+        ]
+    )
+
+    assert recorded == [True, False]
+    state = rows(
+        engine,
+        "SELECT status, response_json, latency_ms, lease_expires_at, updated_at"
+        " FROM erp_push_log WHERE id = :i",
+        i=live.id,
+    )
+    assert state == [("SUCCESS", {"storage_key": "mock/x"}, 7, None, NOW + timedelta(seconds=1))]
+    assert rows(engine, "SELECT status FROM erp_push_log WHERE id = :i", i=superseded.id) == [
+        ("FAILED",)
+    ]
+    # Only the live row's events, in the order given (their ids are the publish order).
+    stored = rows(
+        engine,
+        "SELECT event_id, aggregate_id, event_type, payload, headers, value"
+        " FROM outbox_event ORDER BY id",
+    )
+    assert [(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in stored] == [  # type: ignore[arg-type]
+        (
+            e.event.event_id,
+            e.event.aggregate_id,
+            "PushResult",
+            e.event.payload,
+            e.event.headers,
+            e.value,
+        )
+        for e in live_events
+    ]
+
+
+def test_a_failing_outcome_batch_writes_nothing_of_it(
+    writer: PushLogBatchWriter, engine: Engine
+) -> None:
+    org = uuid.uuid4()
+    good, bad = pending(org, uuid.uuid4()), pending(org, uuid.uuid4())
+    writer.claim_many([ClaimRequest(good), ClaimRequest(bad)])
+    duplicate = event(good.draft_order_id, org, 1)
+
+    with pytest.raises(Exception, match="uq_outbox_event_event_id"):
+        writer.record_many(
+            [
+                OutcomeWrite(good.id, PushStatus.SUCCESS, NOW, events=[duplicate]),
+                # The same event id twice: the outbox insert fails, so the whole statement.
+                OutcomeWrite(bad.id, PushStatus.SUCCESS, NOW, events=[duplicate]),
+            ]
+        )
+
+    statuses = {r[0] for r in rows(engine, "SELECT status FROM erp_push_log")}
+    assert statuses == {"PENDING"}  # neither outcome was recorded
+    assert rows(engine, "SELECT count(*) FROM outbox_event") == [(0,)]
+    # The writer is usable again after the failed statement.
+    assert writer.record_many([OutcomeWrite(good.id, PushStatus.SUCCESS, NOW)]) == [True]
+
+
+# --- BatchedPushLog: many threads, one statement per batch ----------------------------------
+
+
+def test_concurrent_threads_claim_and_record_through_shared_batches(
+    db: str, engine: Engine
+) -> None:
+    org = uuid.uuid4()
+    add_connection(engine, org)
+    batched = BatchedPushLog(lambda: PushLogBatchWriter(db), encoder=lambda e: b"encoded")
+    orders = [uuid.uuid4() for _ in range(40)]
+    errors: list[BaseException] = []
+
+    def push(order: uuid.UUID) -> None:
+        try:
+            entry = pending(org, order)
+            grant = batched.claim(entry)
+            assert grant.claimed and grant.connection is not None
+            outcome = AttemptOutcome(PushStatus.SUCCESS, response_json={"ok": True}, latency_ms=1)
+            result = event(order, org, 0).event
+            assert batched.record(entry, outcome, [result], NOW)
+            # The same key again is not claimed the quick way (the full logic decides).
+            assert not batched.claim(pending(org, order)).claimed
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=push, args=(o,)) for o in orders]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        batched.close()
+    assert errors == []
+    assert rows(engine, "SELECT status, count(*) FROM erp_push_log GROUP BY status") == [
+        ("SUCCESS", 40)
+    ]
+    values = rows(engine, "SELECT DISTINCT value FROM outbox_event")
+    assert [bytes(v[0]) for v in values] == [b"encoded"]  # type: ignore[arg-type]
+    assert rows(engine, "SELECT count(*) FROM outbox_event") == [(40,)]
+
+
+def test_every_caller_of_a_failing_batch_sees_the_error() -> None:
+    # Nothing listens on port 9 of localhost: every batch fails to connect.
+    batched = BatchedPushLog(
+        lambda: PushLogBatchWriter("postgresql+psycopg2://nobody@127.0.0.1:9/none")
+    )
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def claim() -> None:
+        try:
+            batched.claim(pending(uuid.uuid4(), uuid.uuid4()))
+        except GroupCommitError as exc:
+            with lock:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=claim) for _ in range(10)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        batched.close()
+    assert len(failures) == 10
+    assert all(type(f.__cause__).__name__ == "OperationalError" for f in failures)
+    # No password or DSN in what the callers see beyond libpq's own connection message.
+    assert repr(PushLogBatchWriter("postgresql://u:secret@h/db")) == "PushLogBatchWriter()"
