@@ -32,6 +32,7 @@ class FakeClient:
     produced: list[dict[str, Any]] = field(default_factory=list)
     callbacks: list[Callable[[Any, Any], None]] = field(default_factory=list)
     polls: list[float] = field(default_factory=list)
+    flushes: list[float] = field(default_factory=list)
 
     def produce(self, topic: str, value: bytes, key: str, **kwargs: Any) -> None:
         if self.refuse_with is not None:
@@ -49,6 +50,7 @@ class FakeClient:
         return 0
 
     def flush(self, timeout: float) -> int:
+        self.flushes.append(timeout)
         return 0
 
     def __len__(self) -> int:
@@ -152,3 +154,13 @@ def test_client_refusal_is_rejected_and_fatal_state_breaks_the_sink() -> None:
         sink.send("t", "k", b"v", {}, 2)
     with pytest.raises(SinkBroken):
         sink.poll(0)
+
+
+def test_a_wait_for_reports_flushes_so_lingering_messages_go_at_once() -> None:
+    # A non-blocking poll leaves linger.ms to batch a backlog; a wait means the relay
+    # has nothing else to do, and flush() ignores linger.ms while it runs.
+    client = FakeClient()
+    sink = sink_with(client)
+    sink.poll(0)
+    sink.poll(0.002)
+    assert (client.polls, client.flushes) == ([0], [0.002])
