@@ -129,7 +129,7 @@ class WorkerSettings:
 
 
 #: ``sys.setswitchinterval`` of the worker process (see :func:`main`).
-SWITCH_INTERVAL_S = 0.0005
+SWITCH_INTERVAL_S = 0.005
 
 
 def _partition(message: Message) -> PartitionKey:
@@ -647,10 +647,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m consumer.worker``; exit status 0 after a clean stop."""
     args = parse_args(argv)
     configure_logging(args.log_level)
-    # Worker threads hand records to the group-commit threads and back: each hand-off
-    # waits for the GIL, up to a switch interval (5 ms by default) per wake-up while
-    # other threads run Python. 0.5 ms made the batches' round trips shorter and the
-    # worker ~15 % faster at 0 ms ERP latency (python -m bench, consumer phase).
+    # Set explicitly (it is CPython's default): with the pool busy the worker is
+    # CPU-bound, and a shorter interval forces a GIL hand-off (a futex wake and a
+    # context switch) every interval among 60+ runnable threads. 0.5 ms cost 40 % more
+    # CPU per export than 5 ms (1.9 vs 1.3 ms; 460 vs 690 exports/s at 0 ms ERP
+    # latency, 430 vs 540 at 50 ms, interleaved runs). It once helped only because
+    # the pool idled between refills (see ``WorkerSettings.pause_after_s``).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         run_worker(config_from_args(args))
