@@ -81,6 +81,7 @@ from consumer.outbox_events import (
 )
 from consumer.push_attempt import AttemptOutcome, Claim, PushAttempts
 from domain.idempotency import generate_idempotency_key
+from domain.ids import new_uuid4
 from domain.model import DraftOrder, PushStatus
 from domain.records import AGGREGATE_DRAFT_ORDER, EVENT_PUSH_REQUESTED, OutboxEvent, PushLogEntry
 from domain.retry import RetryPolicy, retry_delay
@@ -322,7 +323,7 @@ class PushHandler:
             jsonable(dict(request)),
             replace(headers, failure=failure),
             now,
-            event_id=uuid.uuid4(),  # the outbox row's own id; the headers keep the event's
+            event_id=new_uuid4(),  # the outbox row's own id; the headers keep the event's
         )
         with attempts.uow as uow:
             uow.outbox.add(event)
@@ -345,7 +346,7 @@ class PushHandler:
         connector_type = entry.connector_type
         if outcome.status is PushStatus.RETRYING:
             return [self._retry_event(message, headers, request, order, outcome, now)]
-        result_id = uuid.uuid4()
+        result_id = new_uuid4()
         result = push_result_record(
             request,
             event_id=result_id,
@@ -387,7 +388,7 @@ class PushHandler:
                     dead_letter_payload(message.value),
                     dead_headers,
                     now,
-                    event_id=uuid.uuid4(),
+                    event_id=new_uuid4(),
                 )
             )
         return events
@@ -405,7 +406,7 @@ class PushHandler:
         following = attempt + 1
         due = now + timedelta(seconds=retry_delay(attempt, self.settings.retry_delay_base))
         key = generate_idempotency_key(order.org_id, order.id, following)
-        event_id = uuid.uuid4()
+        event_id = new_uuid4()
         record = {
             **request,
             "event_id": event_id,
