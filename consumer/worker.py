@@ -8,8 +8,11 @@ Poll loop (one thread) and ERP calls (a pool) are separate:
   :class:`~consumer.ordered_executor.OrderedExecutor` keyed by the message key
   (the draft order id): one order's records run in order, other orders
   concurrently;
-* a full executor pauses every assigned partition (back-pressure); they resume
-  once it drained to half;
+* a full executor stops the loop taking records (back-pressure): it waits for
+  room, librdkafka keeping what it prefetched; an executor full for
+  ``pause_after_s`` without room (a stuck ERP) pauses every assigned partition,
+  so the loop polls on (rebalance callbacks run in poll); they resume once it
+  drained to half;
 * a worker thread runs :class:`~consumer.push_handler.PushHandler`; its claim
   and its outcome (with the outbox events) are group-committed with other
   threads' (:mod:`consumer.batched_push_log`: one statement per batch, the
