@@ -259,9 +259,17 @@ class PushAttempts:
         return existing, None
 
     def record_outcome(
-        self, claim: Claim, outcome: AttemptOutcome, events: Sequence[OutboxEvent] = ()
+        self,
+        claim: Claim,
+        outcome: AttemptOutcome,
+        events: Sequence[OutboxEvent] = (),
+        *,
+        now: datetime | None = None,
     ) -> PushLogEntry | None:
         """Write a claimed attempt's outcome and its outbox ``events`` in one transaction.
+
+        ``now`` (default: the clock) is the row's ``updated_at``: the handler passes
+        the time its events were built at, which a retry's due time counts from.
 
         Returns the updated row, or ``None`` when the row is no longer PENDING
         (our lease expired and another worker recorded the attempt first; its
@@ -269,8 +277,8 @@ class PushAttempts:
         the write shares one statement with other threads' outcomes (still one
         transaction, committed before this returns).
         """
+        now = now or self.clock()
         if self.batched is not None:
-            now = self.clock()
             if not self.batched.record(claim.entry, outcome, events, now):
                 return None
             return replace(
@@ -286,7 +294,7 @@ class PushAttempts:
             recorded = uow.push_log.update_outcome(
                 claim.entry.id,
                 status=outcome.status,
-                now=self.clock(),
+                now=now,
                 response_json=outcome.response_json,
                 error_message=outcome.error_message,
                 latency_ms=outcome.latency_ms,

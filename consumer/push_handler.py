@@ -209,10 +209,13 @@ class PushHandler:
                 return claimed
             claim = claimed
         outcome = attempts.call_erp(claim, order, attempt, self.settings.policy)
+        # One time for the events and the row: a retry is due ``delay`` after the
+        # RETRYING row's updated_at, never a few microseconds before it.
+        done_at = attempts.clock()
         events = self._outcome_events(
-            message, headers, record, order, claim.entry, outcome, attempts.clock()
+            message, headers, record, order, claim.entry, outcome, done_at
         )
-        if attempts.record_outcome(claim, outcome, events) is None:
+        if attempts.record_outcome(claim, outcome, events, now=done_at) is None:
             # Our lease expired and another worker recorded the attempt first.
             return Handled("superseded")
         _log.log(_PUSH_LOG_LEVEL, "Push %s: %s", claim.entry.idempotency_key, outcome.status.value)
