@@ -59,6 +59,10 @@ class OrderedExecutor:
         # lock and the GIL to find one task); ``wait_idle`` callers wait on ``_idle``.
         self._cond = threading.Condition(lock)
         self._idle = threading.Condition(lock)
+        # ``wait_room`` callers (the poll loop while the executor is full); notified
+        # only while one waits, so finishing a task costs nothing more otherwise.
+        self._room = threading.Condition(lock)
+        self._room_wanted = -1
         self._queues: dict[Hashable, deque[Task]] = {}
         self._ready: deque[Hashable] = deque()  # keys with queued tasks and no running task
         self._pending = 0
@@ -107,6 +111,21 @@ class OrderedExecutor:
         return max(0, self.max_pending - self.pending)
 
     # --- waiting and stopping -------------------------------------------------------------
+    def wait_room(self, room: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until at least ``room`` more tasks fit; True if they do."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.max_pending - self._pending < room and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._room_wanted = self.max_pending - room
+                try:
+                    self._room.wait(remaining)
+                finally:
+                    self._room_wanted = -1
+            return True
+
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s until no task is pending; True if idle."""
         deadline = time.monotonic() + timeout
@@ -134,6 +153,7 @@ class OrderedExecutor:
                 self._ready.clear()
             self._cond.notify_all()
             self._idle.notify_all()
+            self._room.notify_all()
         deadline = time.monotonic() + 1.0
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -163,5 +183,7 @@ class OrderedExecutor:
                     self._cond.notify()
                 else:
                     del self._queues[key]
+                if self._pending <= self._room_wanted:
+                    self._room.notify_all()
                 if not self._pending:
                     self._idle.notify_all()

@@ -81,6 +81,7 @@ from consumer.outbox_events import (
 )
 from consumer.push_attempt import AttemptOutcome, Claim, PushAttempts
 from domain.idempotency import generate_idempotency_key
+from domain.ids import new_uuid4
 from domain.model import DraftOrder, PushStatus
 from domain.records import AGGREGATE_DRAFT_ORDER, EVENT_PUSH_REQUESTED, OutboxEvent, PushLogEntry
 from domain.retry import RetryPolicy, retry_delay
@@ -208,10 +209,13 @@ class PushHandler:
                 return claimed
             claim = claimed
         outcome = attempts.call_erp(claim, order, attempt, self.settings.policy)
+        # One time for the events and the row: a retry is due ``delay`` after the
+        # RETRYING row's updated_at, never a few microseconds before it.
+        done_at = attempts.clock()
         events = self._outcome_events(
-            message, headers, record, order, claim.entry, outcome, attempts.clock()
+            message, headers, record, order, claim.entry, outcome, done_at
         )
-        if attempts.record_outcome(claim, outcome, events) is None:
+        if attempts.record_outcome(claim, outcome, events, now=done_at) is None:
             # Our lease expired and another worker recorded the attempt first.
             return Handled("superseded")
         _log.log(_PUSH_LOG_LEVEL, "Push %s: %s", claim.entry.idempotency_key, outcome.status.value)
@@ -322,7 +326,7 @@ class PushHandler:
             jsonable(dict(request)),
             replace(headers, failure=failure),
             now,
-            event_id=uuid.uuid4(),  # the outbox row's own id; the headers keep the event's
+            event_id=new_uuid4(),  # the outbox row's own id; the headers keep the event's
         )
         with attempts.uow as uow:
             uow.outbox.add(event)
@@ -345,7 +349,7 @@ class PushHandler:
         connector_type = entry.connector_type
         if outcome.status is PushStatus.RETRYING:
             return [self._retry_event(message, headers, request, order, outcome, now)]
-        result_id = uuid.uuid4()
+        result_id = new_uuid4()
         result = push_result_record(
             request,
             event_id=result_id,
@@ -387,7 +391,7 @@ class PushHandler:
                     dead_letter_payload(message.value),
                     dead_headers,
                     now,
-                    event_id=uuid.uuid4(),
+                    event_id=new_uuid4(),
                 )
             )
         return events
@@ -405,7 +409,7 @@ class PushHandler:
         following = attempt + 1
         due = now + timedelta(seconds=retry_delay(attempt, self.settings.retry_delay_base))
         key = generate_idempotency_key(order.org_id, order.id, following)
-        event_id = uuid.uuid4()
+        event_id = new_uuid4()
         record = {
             **request,
             "event_id": event_id,

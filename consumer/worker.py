@@ -8,8 +8,11 @@ Poll loop (one thread) and ERP calls (a pool) are separate:
   :class:`~consumer.ordered_executor.OrderedExecutor` keyed by the message key
   (the draft order id): one order's records run in order, other orders
   concurrently;
-* a full executor pauses every assigned partition (back-pressure); they resume
-  once it drained to half;
+* a full executor stops the loop taking records (back-pressure): it waits for
+  room, librdkafka keeping what it prefetched; an executor full for
+  ``pause_after_s`` without room (a stuck ERP) pauses every assigned partition,
+  so the loop polls on (rebalance callbacks run in poll); they resume once it
+  drained to half;
 * a worker thread runs :class:`~consumer.push_handler.PushHandler`; its claim
   and its outcome (with the outbox events) are group-committed with other
   threads' (:mod:`consumer.batched_push_log`: one statement per batch, the
@@ -110,8 +113,15 @@ class WorkerSettings:
     #: needs 25 calls in flight plus the records waiting on the database. 64 beat 32 by
     #: 15-30 % at 50 ms on 2 cores; 128 lost (GIL contention costs more than it hides).
     concurrency: int = DEFAULT_CONCURRENCY
-    #: Most records dispatched but not finished before fetching pauses.
+    #: Most records dispatched but not finished: fetching stops there.
     max_pending: int = 256
+    #: How long the executor may stay full before its partitions are paused. Until
+    #: then the loop just stops taking records (librdkafka keeps its prefetched ones):
+    #: pausing drops them and resuming fetches them again, which left the pool idle
+    #: for a fetch round trip at every refill (a third of the time at 0 ms ERP latency).
+    #: Pausing is for an executor that makes no progress (a stuck ERP): rebalance
+    #: callbacks run only inside poll, so the loop polls again after this at most.
+    pause_after_s: float = 1.0
     poll_timeout_s: float = 0.2
     max_batch: int = 500
     #: Longest wait for in-flight work on SIGTERM or revocation.
@@ -122,7 +132,7 @@ class WorkerSettings:
 
 
 #: ``sys.setswitchinterval`` of the worker process (see :func:`main`).
-SWITCH_INTERVAL_S = 0.0005
+SWITCH_INTERVAL_S = 0.005
 
 
 def _partition(message: Message) -> PartitionKey:
@@ -169,6 +179,7 @@ class PushWorker:
         self._held: dict[PartitionKey, list[Any]] = {}
         self._due: dict[PartitionKey, datetime] = {}
         self._backpressure = False
+        self._full_since: float | None = None
         self._stop = threading.Event()
         self._local = threading.local()
         self.stats: dict[str, int] = {}
@@ -205,6 +216,8 @@ class PushWorker:
         self._producer.poll(0)
         self._store_completed()
         self._release_due()
+        if self._wait_for_room(executor):
+            return
         self._apply_backpressure(executor)
         if self._backpressure:
             time.sleep(min(0.05, self.settings.poll_timeout_s))
@@ -212,6 +225,25 @@ class PushWorker:
         room = max(1, min(self.settings.max_batch, executor.capacity()))
         for message in self._consumer.poll_batch(room, self._poll_timeout()):
             self._dispatch(message)
+
+    def _wait_for_room(self, executor: OrderedExecutor) -> bool:
+        """While the executor is full (for less than ``pause_after_s``): wait for room.
+
+        True if the loop waited instead of polling (see ``WorkerSettings.pause_after_s``).
+        """
+        if self._backpressure or not executor.is_full:
+            self._full_since = None
+            return False
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = now
+        left = self._full_since + self.settings.pause_after_s - now
+        if left <= 0:
+            return False  # no progress for a while: pause (``_apply_backpressure``)
+        # Refill in chunks, not one record per wake-up of the loop.
+        room = max(1, min(self.settings.max_batch, executor.max_pending // 4))
+        executor.wait_room(room, min(left, self._poll_timeout()))
+        return True
 
     def _poll_timeout(self) -> float:
         timeout = self.settings.poll_timeout_s
@@ -501,6 +533,7 @@ def build_worker(
         topic_prefix=config.topic_prefix,
         concurrency=config.concurrency,
         max_pending=max(base.max_pending, 2 * config.concurrency),
+        pause_after_s=base.pause_after_s,
         poll_timeout_s=base.poll_timeout_s,
         max_batch=base.max_batch,
         drain_timeout_s=base.drain_timeout_s,
@@ -617,10 +650,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m consumer.worker``; exit status 0 after a clean stop."""
     args = parse_args(argv)
     configure_logging(args.log_level)
-    # Worker threads hand records to the group-commit threads and back: each hand-off
-    # waits for the GIL, up to a switch interval (5 ms by default) per wake-up while
-    # other threads run Python. 0.5 ms made the batches' round trips shorter and the
-    # worker ~15 % faster at 0 ms ERP latency (python -m bench, consumer phase).
+    # Set explicitly (it is CPython's default): with the pool busy the worker is
+    # CPU-bound, and a shorter interval forces a GIL hand-off (a futex wake and a
+    # context switch) every interval among 60+ runnable threads. 0.5 ms cost 40 % more
+    # CPU per export than 5 ms (1.9 vs 1.3 ms; 460 vs 690 exports/s at 0 ms ERP
+    # latency, 430 vs 540 at 50 ms, interleaved runs). It once helped only because
+    # the pool idled between refills (see ``WorkerSettings.pause_after_s``).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         run_worker(config_from_args(args))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from domain.ids import new_uuid4
 from domain.model import (
     ConnectionStatus,
     DraftOrder,
@@ -134,7 +135,7 @@ class PushLogEntry:
     ) -> PushLogEntry:
         """Return a new PENDING claim of attempt ``attempt`` (``retry_count == attempt``)."""
         return cls(
-            id=uuid.uuid4(),
+            id=new_uuid4(),
             org_id=org_id,
             draft_order_id=draft_order_id,
             idempotency_key=idempotency_key,

@@ -31,6 +31,7 @@ import json
 import threading
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -129,6 +130,16 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
+def _iso(value: datetime | None) -> str | None:
+    """A timestamp as ISO-8601 text for a ``::timestamptz[]`` parameter.
+
+    The same value PostgreSQL gets from psycopg2's datetime adapter (an aware
+    datetime keeps its offset), at a third of the cost: adapting datetimes was
+    40 % of building a batch statement.
+    """
+    return None if value is None else value.isoformat()
+
+
 class PushLogBatchWriter:
     """Batched claim and outcome statements on one dedicated connection (see the module).
 
@@ -186,8 +197,8 @@ class PushLogBatchWriter:
                 "key": [e.idempotency_key for e in entries],
                 "attempt": [e.attempt for e in entries],
                 "request_json": [_dumps(e.request_json) for e in entries],
-                "now": [e.created_at for e in entries],
-                "lease": [e.lease_expires_at for e in entries],
+                "now": [_iso(e.created_at) for e in entries],
+                "lease": [_iso(e.lease_expires_at) for e in entries],
             },
         )
         granted: dict[str, ConnectionRecord | None] = {}
@@ -232,7 +243,7 @@ class PushLogBatchWriter:
                 "response_json": [_dumps(w.response_json) for w in writes],
                 "error_message": [w.error_message for w in writes],
                 "latency_ms": [w.latency_ms for w in writes],
-                "now": [w.now for w in writes],
+                "now": [_iso(w.now) for w in writes],
                 "e_owner": [owner for owner, _ in events],
                 "e_ord": list(range(len(events))),
                 "e_event_id": [str(e.event.event_id) for _, e in events],
@@ -242,7 +253,7 @@ class PushLogBatchWriter:
                 "e_event_type": [e.event.event_type for _, e in events],
                 "e_payload": [json.dumps(e.event.payload) for _, e in events],
                 "e_headers": [json.dumps(e.event.headers) for _, e in events],
-                "e_created_at": [e.event.created_at for _, e in events],
+                "e_created_at": [_iso(e.event.created_at) for _, e in events],
                 "e_value": [
                     None if e.value is None else psycopg2.Binary(e.value) for _, e in events
                 ],

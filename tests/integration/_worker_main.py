@@ -28,6 +28,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from consumer import worker
@@ -79,8 +80,10 @@ def _instrument() -> None:
         claim: Claim,
         outcome: AttemptOutcome,
         events: Sequence[OutboxEvent] = (),
+        *,
+        now: datetime | None = None,
     ) -> PushLogEntry | None:
-        recorded = record_outcome(self, claim, outcome, events)
+        recorded = record_outcome(self, claim, outcome, events, now=now)
         if kill_after and recorded is not None and outcome.status is PushStatus.SUCCESS:
             with lock:
                 successes[0] += 1

@@ -120,7 +120,12 @@ class Clock:
 
 
 def make_worker(
-    consumer: FakeConsumer, producer: FakeProducer, handler: FakeHandler, clock: Clock
+    consumer: FakeConsumer,
+    producer: FakeProducer,
+    handler: FakeHandler,
+    clock: Clock,
+    *,
+    pause_after_s: float = 0.0,
 ) -> PushWorker:
     worker = PushWorker(
         consumer,
@@ -130,7 +135,11 @@ def make_worker(
         retry_topics=["retry.1"],
         dlq_topic="dlq",
         settings=WorkerSettings(
-            concurrency=2, max_pending=4, poll_timeout_s=0.0, drain_timeout_s=DEADLINE
+            concurrency=2,
+            max_pending=4,
+            poll_timeout_s=0.0,
+            drain_timeout_s=DEADLINE,
+            pause_after_s=pause_after_s,
         ),
         clock=clock,
     )
@@ -263,4 +272,36 @@ def test_full_executor_pauses_every_partition_then_resumes() -> None:
     gate.set()
     step_until(worker, lambda: not consumer.paused)
     step_until(worker, lambda: ("req", 4) in consumer.stored)
+    worker._shutdown()
+
+
+def test_a_full_executor_stops_taking_records_without_pausing_while_it_progresses() -> None:
+    # Pausing drops librdkafka's prefetched records; a full executor that still makes
+    # progress just is not fed until it has room again.
+    import threading
+
+    consumer, producer, clock = FakeConsumer(), FakeProducer(), Clock()
+    gate = threading.Event()
+
+    class SlowHandler(FakeHandler):
+        def handle(self, message: Any, attempts: Any = None) -> Any:
+            gate.wait(DEADLINE)
+            return super().handle(message, attempts)
+
+    handler = SlowHandler()
+    parts = [Partition("req", 0)]
+    consumer.assigned = parts
+    consumer.batches = [
+        [msg("req", n, bytes([n])) for n in range(4)],
+        [msg("req", 4, b"\x04")],
+    ]
+    worker = make_worker(consumer, producer, handler, clock, pause_after_s=DEADLINE)
+    start(worker, consumer)
+    worker._step()  # fills the executor (max_pending 4)
+    worker._step()  # full: waits for room (poll timeout 0) instead of polling
+    assert not consumer.paused
+    assert len(consumer.batches) == 1  # the next batch was not taken
+    gate.set()
+    step_until(worker, lambda: ("req", 5) in consumer.stored)
+    assert not consumer.paused
     worker._shutdown()

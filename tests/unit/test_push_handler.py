@@ -596,3 +596,28 @@ def test_retry_chain_follows_base_times_two_to_the_n_capped_by_the_tiers(
         PushStatus.FAILED
     ]
     assert env.outbox(order)[-1].event_type == EVENT_PUSH_DEAD_LETTERED
+
+
+def test_one_thread_decrypts_a_connection_config_once_and_again_when_it_changes() -> None:
+    class CountingCipher(FakeCipher):
+        decrypted = 0
+
+        def decrypt_config(self, blob: bytes, /, **bound: Any) -> dict[str, Any]:
+            CountingCipher.decrypted += 1
+            return super().decrypt_config(blob, **bound)
+
+    env = Env()
+    org = uuid.uuid4()
+    env.connect(org)
+    attempts = env.attempts()
+    attempts.cipher = CountingCipher()
+    for _ in range(3):
+        assert env.handler.handle(env.request(make_order(org)), attempts) == Handled("SUCCESS")
+    assert CountingCipher.decrypted == 1
+    assert len(env.connector.calls) == 3
+    env.db.connections.clear()
+    env.connect(org, {"host": "erp2", "password": SECRET})  # a new ciphertext
+    assert env.handler.handle(env.request(make_order(org)), attempts) == Handled("SUCCESS")
+    assert CountingCipher.decrypted == 2
+    assert env.connector.calls[-1][1]["host"] == "erp2"
+    assert SECRET not in repr(attempts)
