@@ -81,9 +81,7 @@ def render(summary: Mapping[str, Any]) -> str:
             f"end to end at {_num(s.get('e2e.rate_per_s'))} approvals/s "
             f"(achieved {_num(s.get('e2e.achieved_rate_per_s'))}/s"
             f"{_missing(s.get('e2e.missing_results'))}), p50 / p95 / p99 / max (ms)",
-            " / ".join(
-                _num(s.get(f"e2e.{p}_ms"), 1) for p in ("p50", "p95", "p99", "max")
-            ),
+            " / ".join(_num(s.get(f"e2e.{p}_ms"), 1) for p in ("p50", "p95", "p99", "max")),
             "",
             "",
             "p50 ≤ 15, p99 ≤ 60",
@@ -159,9 +157,7 @@ def update_readme(readme: Path, table: str) -> None:
     if start is None:
         readme.write_text(text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n", encoding="utf-8")
         return
-    end = next(
-        (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-    )
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     tail = "".join(lines[end:])
     new = "".join(lines[:start]) + body + tail
     if not tail:

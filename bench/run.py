@@ -258,7 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--worker-args", default="", help="extra flags for python -m consumer.worker"
     )
     parser.add_argument(
-        "--update-readme", type=Path, nargs="?", const=Path("README.md"),
+        "--update-readme",
+        type=Path,
+        nargs="?",
+        const=Path("README.md"),
         help="write the figures into README's Benchmarks section",
     )
     args = parser.parse_args(argv)

@@ -41,8 +41,14 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float]:
     """p50/p90/p95/p99/max/mean of a latency sample, in milliseconds."""
     if not latencies_ms:
-        return {"p50_ms": 0.0, "p90_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0,
-                "mean_ms": 0.0}
+        return {
+            "p50_ms": 0.0,
+            "p90_ms": 0.0,
+            "p95_ms": 0.0,
+            "p99_ms": 0.0,
+            "max_ms": 0.0,
+            "mean_ms": 0.0,
+        }
     return {
         "p50_ms": percentile(latencies_ms, 0.50),
         "p90_ms": percentile(latencies_ms, 0.90),

@@ -141,9 +141,7 @@ class ConfigSchema:
         for declared in self.fields:
             if declared.name not in config or config[declared.name] is None:
                 if declared.required:
-                    errors.append(
-                        FieldError(declared.name, ErrorCode.REQUIRED, "is required")
-                    )
+                    errors.append(FieldError(declared.name, ErrorCode.REQUIRED, "is required"))
                 continue
             errors.extend(declared.check(config[declared.name]))
         if not self.allow_unknown:

@@ -107,8 +107,13 @@ class TrytonServer:
 
     def as_config(self, **extra: Any) -> dict[str, Any]:
         """Return a ``TRYTON`` connector config for this server."""
-        return {"url": self.url, "database": self.database, "username": self.username,
-                "password": self.password, **extra}
+        return {
+            "url": self.url,
+            "database": self.database,
+            "username": self.username,
+            "password": self.password,
+            **extra,
+        }
 
 
 # -- template ------------------------------------------------------------------------------
@@ -146,8 +151,9 @@ def cache_dir() -> Path:
     return Path(base) / "orderflow" / "tryton"
 
 
-def _write_config(directory: Path, *, port: int | None = None,
-                  session_timeout_s: int | None = None) -> Path:
+def _write_config(
+    directory: Path, *, port: int | None = None, session_timeout_s: int | None = None
+) -> Path:
     lines = ["[database]", "uri = sqlite://", f"path = {directory}", ""]
     if port is not None:
         lines += ["[web]", f"listen = 127.0.0.1:{port}", ""]
@@ -162,9 +168,15 @@ def _write_config(directory: Path, *, port: int | None = None,
 
 def _run(argv: Sequence[str], log: Path, *, env: dict[str, str] | None = None) -> None:
     with log.open("ab") as log_fh:
-        result = subprocess.run(list(argv), check=False, stdin=subprocess.DEVNULL,
-                                stdout=log_fh, stderr=subprocess.STDOUT,
-                                env=env, timeout=BUILD_TIMEOUT_S)
+        result = subprocess.run(
+            list(argv),
+            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=BUILD_TIMEOUT_S,
+        )
     if result.returncode != 0:
         raise failure("tryton", f"{Path(argv[0]).name} failed (exit {result.returncode})", log)
 
@@ -196,12 +208,36 @@ def ensure_template(*, progress: Progress = _quiet) -> Path:
             password_file = scratch / "admin-password"
             password_file.write_text(ADMIN_PASSWORD + "\n")
             env = {**os.environ, "TRYTONPASSFILE": str(password_file)}
-            _run([_executable("trytond-admin"), "-c", str(config), "-d", TEMPLATE_NAME,
-                  "--all", "-u", "sale", "--activate-dependencies",
-                  "--email", "admin@orderflow.invalid"], log, env=env)
-            _run([sys.executable, "-m", "infra.tryton_seed", "--config", str(config),
-                  "--database", TEMPLATE_NAME], log,
-                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+            _run(
+                [
+                    _executable("trytond-admin"),
+                    "-c",
+                    str(config),
+                    "-d",
+                    TEMPLATE_NAME,
+                    "--all",
+                    "-u",
+                    "sale",
+                    "--activate-dependencies",
+                    "--email",
+                    "admin@orderflow.invalid",
+                ],
+                log,
+                env=env,
+            )
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "infra.tryton_seed",
+                    "--config",
+                    str(config),
+                    "--database",
+                    TEMPLATE_NAME,
+                ],
+                log,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            )
             password_file.unlink()
             config.unlink()
         except BaseException:
@@ -218,8 +254,12 @@ def ensure_template(*, progress: Progress = _quiet) -> Path:
 
 def _answers(url: str, timeout: float = 2.0) -> bool:
     body = json.dumps({"id": 0, "method": "common.server.version", "params": []}).encode()
-    request = urllib.request.Request(f"{url}/rpc/", data=body, method="POST",  # noqa: S310
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(  # noqa: S310 - our own local trytond over http
+        f"{url}/rpc/",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return "result" in json.loads(response.read())
@@ -252,18 +292,33 @@ def start_server(
     log = log or directory / "trytond.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     pid = current_user().spawn_detached(
-        [_executable("trytond"), "-c", str(config), "-d", database,
-         "--pidfile", str(directory / "trytond.pid")],
+        [
+            _executable("trytond"),
+            "-c",
+            str(config),
+            "-d",
+            database,
+            "--pidfile",
+            str(directory / "trytond.pid"),
+        ],
         log,
     )
     url = f"http://127.0.0.1:{port}"
-    if not wait_until(lambda: _answers(url), START_TIMEOUT_S, alive=lambda: pid_alive(pid),
-                      interval=0.2):
+    if not wait_until(
+        lambda: _answers(url), START_TIMEOUT_S, alive=lambda: pid_alive(pid), interval=0.2
+    ):
         terminate(pid, 5)
         raise failure("tryton", f"trytond did not answer on {url}", log)
-    server = TrytonServer(url=url, database=database, username=ADMIN_LOGIN,
-                          password=ADMIN_PASSWORD, port=port, pid=pid, directory=directory,
-                          log=log)
+    server = TrytonServer(
+        url=url,
+        database=database,
+        username=ADMIN_LOGIN,
+        password=ADMIN_PASSWORD,
+        port=port,
+        pid=pid,
+        directory=directory,
+        log=log,
+    )
     progress(f"tryton: started on {url} (database {database!r}, pid {pid})")
     return server
 
@@ -284,10 +339,16 @@ def _state_dir(state_dir: Path | None) -> Path:
 def _read_state(directory: Path) -> TrytonServer | None:
     try:
         data = json.loads((directory / "server.json").read_text())
-        return TrytonServer(url=data["url"], database=data["database"],
-                            username=data["username"], password=ADMIN_PASSWORD,
-                            port=int(data["port"]), pid=int(data["pid"]),
-                            directory=Path(data["directory"]), log=Path(data["log"]))
+        return TrytonServer(
+            url=data["url"],
+            database=data["database"],
+            username=data["username"],
+            password=ADMIN_PASSWORD,
+            port=int(data["port"]),
+            pid=int(data["pid"]),
+            directory=Path(data["directory"]),
+            log=Path(data["log"]),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -307,10 +368,14 @@ def ensure(*, state_dir: Path | None = None, progress: Progress = _quiet) -> Try
             return current
         previous_port = current.port if current is not None else None
         log = directory.parent / "logs" / "tryton.log"
-        server = start_server(directory, port=_free_or_new(previous_port), log=log,
-                              progress=progress)
-        state = {k: str(v) if isinstance(v, Path) else v
-                 for k, v in asdict(server).items() if k != "password"}
+        server = start_server(
+            directory, port=_free_or_new(previous_port), log=log, progress=progress
+        )
+        state = {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in asdict(server).items()
+            if k != "password"
+        }
         (directory / "server.json").write_text(json.dumps(state, indent=2) + "\n")
         return server
 
@@ -349,8 +414,12 @@ def _connect(database_file: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{database_file}?mode=ro", uri=True, timeout=10)
 
 
-def count_sales(target: TrytonServer | Path, *, reference: str | None = None,
-                reference_prefix: str | None = None) -> int:
+def count_sales(
+    target: TrytonServer | Path,
+    *,
+    reference: str | None = None,
+    reference_prefix: str | None = None,
+) -> int:
     """Count the sale orders (``sale.sale``) in a local Tryton database.
 
     ``target`` is a :class:`TrytonServer` or the path of its SQLite file. Reads the
@@ -391,8 +460,10 @@ def list_sales(target: TrytonServer | Path, limit: int = 50) -> list[dict[str, A
 def _iter_lines(rows: list[dict[str, Any]]) -> Iterator[str]:
     yield f"{'id':>5}  {'state':<10} {'customer':<14} {'lines':>5} {'total':>10}  reference"
     for row in rows:
-        yield (f"{row['id']:>5}  {row['state'] or '':<10} {row['customer'] or '':<14} "
-               f"{row['lines']:>5} {float(row['total']):>10.2f}  {row['reference'] or ''}")
+        yield (
+            f"{row['id']:>5}  {row['state'] or '':<10} {row['customer'] or '':<14} "
+            f"{row['lines']:>5} {float(row['total']):>10.2f}  {row['reference'] or ''}"
+        )
 
 
 # -- command line --------------------------------------------------------------------------
@@ -404,14 +475,22 @@ def _progress(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m infra.tryton up|down|status|sales|template``."""
-    parser = argparse.ArgumentParser(prog="python -m infra.tryton",
-                                     description="A local Tryton ERP with the sale module.")
-    parser.add_argument("command", choices=("up", "down", "status", "sales", "template"),
-                        help="up: start/reuse and print how to log in; down: stop; "
-                        "status: show; sales: list the sale orders; "
-                        "template: only build the cached template database")
-    parser.add_argument("--state-dir", type=Path, default=None,
-                        help="state dir (default: $ORDERFLOW_INFRA_DIR or <repo>/.infra)")
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.tryton", description="A local Tryton ERP with the sale module."
+    )
+    parser.add_argument(
+        "command",
+        choices=("up", "down", "status", "sales", "template"),
+        help="up: start/reuse and print how to log in; down: stop; "
+        "status: show; sales: list the sale orders; "
+        "template: only build the cached template database",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="state dir (default: $ORDERFLOW_INFRA_DIR or <repo>/.infra)",
+    )
     parser.add_argument("--limit", type=int, default=50, help="sales: how many to list")
     args = parser.parse_args(argv)
     try:
@@ -427,8 +506,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop(state_dir=args.state_dir, progress=_progress)
         elif args.command == "status":
             running = status(state_dir=args.state_dir)
-            print(f"tryton    running pid={running.pid} port={running.port}  {running.url} "
-                  f"database={running.database}" if running else "tryton    stopped")
+            print(
+                f"tryton    running pid={running.pid} port={running.port}  {running.url} "
+                f"database={running.database}"
+                if running
+                else "tryton    stopped"
+            )
         else:
             directory = _state_dir(args.state_dir)
             database_file = directory / f"{DATABASE}.sqlite"

@@ -61,9 +61,10 @@ def seed(config_file: str, database: str) -> None:
     for code, name, price, uom_name, salable in PRODUCTS:
         if product_model.find([("code", "=", code)]):
             continue
-        uom, = uom_model.find([("name", "=", uom_name)])
-        template = template_model(name=name, code=code, type="goods", default_uom=uom,
-                                  list_price=price, salable=salable)
+        (uom,) = uom_model.find([("name", "=", uom_name)])
+        template = template_model(
+            name=name, code=code, type="goods", default_uom=uom, list_price=price, salable=salable
+        )
         if salable:
             template.sale_uom = uom
         template.save()

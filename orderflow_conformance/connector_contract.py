@@ -134,12 +134,16 @@ def load_connector_class(connector_type: str) -> type[ERPConnectorPort]:
     """Return the connector class installed under ``connector_type`` in the entry points."""
     found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == connector_type]
     if not found:
-        pytest.fail(f"no entry point {connector_type!r} in group {ENTRY_POINT_GROUP!r}: "
-                    "is the connector's package installed?", pytrace=False)
+        pytest.fail(
+            f"no entry point {connector_type!r} in group {ENTRY_POINT_GROUP!r}: "
+            "is the connector's package installed?",
+            pytrace=False,
+        )
     loaded = found[0].load()
     if not (isinstance(loaded, type) and issubclass(loaded, ERPConnectorPort)):
-        pytest.fail(f"entry point {connector_type!r} does not name an ERPConnectorPort class",
-                    pytrace=False)
+        pytest.fail(
+            f"entry point {connector_type!r} does not name an ERPConnectorPort class", pytrace=False
+        )
     return loaded
 
 
@@ -166,9 +170,8 @@ def assert_no_secret(secrets: Iterable[str], *objects: object, where: str = "") 
     for obj in objects:
         for text in _texts_of(obj):
             for index, secret in enumerate(secrets):
-                assert secret not in text, (
-                    f"secret #{index} leaked via {type(obj).__name__}"
-                    + (f" ({where})" if where else "")
+                assert secret not in text, f"secret #{index} leaked via {type(obj).__name__}" + (
+                    f" ({where})" if where else ""
                 )
 
 
@@ -204,7 +207,8 @@ class ConnectorContract:
     def connector(self) -> Iterator[ERPConnectorPort]:
         if self.connector_type is None:
             raise NotImplementedError(
-                f"{type(self).__name__} must set connector_type or provide 'connector'")
+                f"{type(self).__name__} must set connector_type or provide 'connector'"
+            )
         instance = load_connector_class(self.connector_type)()
         try:
             yield instance
@@ -223,9 +227,7 @@ class ConnectorContract:
 
     @pytest.fixture
     def wrong_credentials_config(self) -> Mapping[str, Any]:
-        raise NotImplementedError(
-            f"{type(self).__name__} must provide 'wrong_credentials_config'"
-        )
+        raise NotImplementedError(f"{type(self).__name__} must provide 'wrong_credentials_config'")
 
     @pytest.fixture
     def count_documents(self) -> Callable[[DraftOrder], int]:
@@ -320,7 +322,8 @@ class ConnectorContract:
             assert declared.description, f"field {declared.name!r} has no description"
             if declared.default is not None:
                 assert declared.check(declared.default) == [], (
-                    f"the default of {declared.name!r} fails its own field's checks")
+                    f"the default of {declared.name!r} fails its own field's checks"
+                )
             if declared.secret:
                 assert declared.default is None, f"secret {declared.name!r} has a default"
 

@@ -352,8 +352,9 @@ def tryton_server(
     tryton_template: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TrytonServer]:
     """A ``trytond`` on 127.0.0.1 on a fresh copy of the template, private to the module."""
-    server = start_server(tmp_path_factory.mktemp("tryton"),
-                          session_timeout_s=TRYTON_SESSION_TIMEOUT_S)
+    server = start_server(
+        tmp_path_factory.mktemp("tryton"), session_timeout_s=TRYTON_SESSION_TIMEOUT_S
+    )
     try:
         yield server
     finally:

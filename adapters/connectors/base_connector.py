@@ -185,16 +185,21 @@ class BaseConnector(ERPConnectorPort):
             except ConnectorError as exc:
                 error = self.sanitised_error(exc, config)
                 return self.build_test_result(
-                    False, timer.latency_ms, error.message,
-                    stage=error.stage or stages[0], details=self._scrubbed(details, config),
+                    False,
+                    timer.latency_ms,
+                    error.message,
+                    stage=error.stage or stages[0],
+                    details=self._scrubbed(details, config),
                 )
             except Exception as exc:  # test_connection never raises
                 self.logger.error("Connection test failed unexpectedly: %s", type(exc).__name__)
                 stage = next((name for name in stages if name not in passed), stages[-1])
                 return self.build_test_result(
-                    False, timer.latency_ms,
+                    False,
+                    timer.latency_ms,
                     f"Unexpected {type(exc).__name__} during the {stage} check",
-                    stage=stage, details=self._scrubbed(details, config),
+                    stage=stage,
+                    details=self._scrubbed(details, config),
                 )
             return self.build_test_result(
                 True, timer.latency_ms, details=self._scrubbed(details, config)

@@ -338,12 +338,15 @@ def build_document(draft_order: object, *, max_bytes: int = MAX_DOCUMENT_BYTES) 
                         getattr(line, "product_code", None), f"{path}.product_code", budget
                     ),
                     "description": _text(
-                        getattr(line, "description", ""), f"{path}.description", budget,
+                        getattr(line, "description", ""),
+                        f"{path}.description",
+                        budget,
                         default="",
                     ),
                     "quantity": _decimal_text(quantity, budget),
-                    "unit": _text(getattr(line, "unit", "unit"), f"{path}.unit", budget,
-                                  default="unit"),
+                    "unit": _text(
+                        getattr(line, "unit", "unit"), f"{path}.unit", budget, default="unit"
+                    ),
                     "unit_price": _decimal_text(unit_price, budget),
                     "line_total": _decimal_text(line_total, budget),
                 }
@@ -373,8 +376,7 @@ def encode_document(document: Mapping[str, Any], *, max_bytes: int = MAX_DOCUMEN
     be encoded or is larger than ``max_bytes``.
     """
     try:
-        text = json.dumps(document, ensure_ascii=False, sort_keys=True, indent=2,
-                          allow_nan=False)
+        text = json.dumps(document, ensure_ascii=False, sort_keys=True, indent=2, allow_nan=False)
         data = (text + "\n").encode("utf-8")
     except UnicodeEncodeError as exc:
         # build_document refuses surrogates field by field; this guards hand-made documents.
@@ -402,26 +404,65 @@ def encode_order_document(draft_order: object, *, max_bytes: int = MAX_DOCUMENT_
 
 CONFIG_SCHEMA = ConfigSchema(
     fields=(
-        ConfigField("host", FieldType.STRING, required=True,
-                    description="SFTP server host name or IP address"),
-        ConfigField("port", FieldType.INTEGER, default=22, minimum=1, maximum=65535,
-                    description="SFTP server TCP port"),
-        ConfigField("username", FieldType.STRING, required=True,
-                    description="Login name on the SFTP server"),
-        ConfigField("password", FieldType.STRING, secret=True,
-                    description="Password (password or private_key is required)"),
-        ConfigField("private_key", FieldType.STRING, secret=True,
-                    description="Client private key text, OpenSSH or PEM (ed25519, ecdsa, RSA)"),
-        ConfigField("private_key_passphrase", FieldType.STRING, secret=True,
-                    description="Passphrase of an encrypted private_key"),
-        ConfigField("remote_dir", FieldType.STRING, required=True,
-                    description="Dropzone directory on the server; must already exist"),
-        ConfigField("host_key", FieldType.STRING,
-                    description="Server public host key line, e.g. 'ssh-ed25519 AAAA...'"),
-        ConfigField("host_key_fingerprint", FieldType.STRING,
-                    description="Server host key fingerprint 'SHA256:...' (ssh-keygen -lf)"),
-        ConfigField("timeout_s", FieldType.NUMBER, default=10, minimum=0.1, maximum=300,
-                    description="Timeout in seconds for connecting and for each SFTP step"),
+        ConfigField(
+            "host",
+            FieldType.STRING,
+            required=True,
+            description="SFTP server host name or IP address",
+        ),
+        ConfigField(
+            "port",
+            FieldType.INTEGER,
+            default=22,
+            minimum=1,
+            maximum=65535,
+            description="SFTP server TCP port",
+        ),
+        ConfigField(
+            "username", FieldType.STRING, required=True, description="Login name on the SFTP server"
+        ),
+        ConfigField(
+            "password",
+            FieldType.STRING,
+            secret=True,
+            description="Password (password or private_key is required)",
+        ),
+        ConfigField(
+            "private_key",
+            FieldType.STRING,
+            secret=True,
+            description="Client private key text, OpenSSH or PEM (ed25519, ecdsa, RSA)",
+        ),
+        ConfigField(
+            "private_key_passphrase",
+            FieldType.STRING,
+            secret=True,
+            description="Passphrase of an encrypted private_key",
+        ),
+        ConfigField(
+            "remote_dir",
+            FieldType.STRING,
+            required=True,
+            description="Dropzone directory on the server; must already exist",
+        ),
+        ConfigField(
+            "host_key",
+            FieldType.STRING,
+            description="Server public host key line, e.g. 'ssh-ed25519 AAAA...'",
+        ),
+        ConfigField(
+            "host_key_fingerprint",
+            FieldType.STRING,
+            description="Server host key fingerprint 'SHA256:...' (ssh-keygen -lf)",
+        ),
+        ConfigField(
+            "timeout_s",
+            FieldType.NUMBER,
+            default=10,
+            minimum=0.1,
+            maximum=300,
+            description="Timeout in seconds for connecting and for each SFTP step",
+        ),
     )
 )
 
@@ -451,12 +492,22 @@ def config_errors(config: object) -> list[FieldError]:
 
     host = check("host")
     if host is not None and not _HOST.match(host):
-        errors.append(FieldError("host", ErrorCode.INVALID,
-                                 "must be a host name or IP address (no scheme, user or port)"))
+        errors.append(
+            FieldError(
+                "host",
+                ErrorCode.INVALID,
+                "must be a host name or IP address (no scheme, user or port)",
+            )
+        )
     username = check("username")
     if username is not None and (_has_control_characters(username) or username != username.strip()):
-        errors.append(FieldError("username", ErrorCode.INVALID,
-                                 "must not contain control characters or surrounding spaces"))
+        errors.append(
+            FieldError(
+                "username",
+                ErrorCode.INVALID,
+                "must not contain control characters or surrounding spaces",
+            )
+        )
     remote_dir = check("remote_dir")
     if remote_dir is not None:
         problem = remote_dir_problem(remote_dir)
@@ -464,22 +515,36 @@ def config_errors(config: object) -> list[FieldError]:
             errors.append(FieldError("remote_dir", ErrorCode.INVALID, problem))
 
     if not _given(config, "password") and not _given(config, "private_key"):
-        errors.append(FieldError("$", ErrorCode.REQUIRED,
-                                 "one of password, private_key is required"))
+        errors.append(
+            FieldError("$", ErrorCode.REQUIRED, "one of password, private_key is required")
+        )
     private_key = check("private_key")
     if private_key is not None and not looks_like_private_key(private_key):
-        errors.append(FieldError(
-            "private_key", ErrorCode.INVALID,
-            "must be an OpenSSH or PEM private key (-----BEGIN ... PRIVATE KEY-----)"))
+        errors.append(
+            FieldError(
+                "private_key",
+                ErrorCode.INVALID,
+                "must be an OpenSSH or PEM private key (-----BEGIN ... PRIVATE KEY-----)",
+            )
+        )
     if _given(config, "private_key_passphrase") and not _given(config, "private_key"):
-        errors.append(FieldError("private_key_passphrase", ErrorCode.INVALID,
-                                 "is only used together with private_key"))
+        errors.append(
+            FieldError(
+                "private_key_passphrase",
+                ErrorCode.INVALID,
+                "is only used together with private_key",
+            )
+        )
 
     if not _given(config, "host_key") and not _given(config, "host_key_fingerprint"):
-        errors.append(FieldError(
-            "$", ErrorCode.REQUIRED,
-            "one of host_key, host_key_fingerprint is required "
-            "(the server's host key is never accepted unverified)"))
+        errors.append(
+            FieldError(
+                "$",
+                ErrorCode.REQUIRED,
+                "one of host_key, host_key_fingerprint is required "
+                "(the server's host key is never accepted unverified)",
+            )
+        )
     key = fingerprint = None
     host_key = check("host_key")
     if host_key is not None:
@@ -494,8 +559,13 @@ def config_errors(config: object) -> list[FieldError]:
         except HostKeyError as exc:
             errors.append(FieldError("host_key_fingerprint", ErrorCode.INVALID, str(exc)))
     if key is not None and fingerprint is not None and key.fingerprint != fingerprint:
-        errors.append(FieldError("host_key_fingerprint", ErrorCode.INVALID,
-                                 "does not match host_key (they must name the same key)"))
+        errors.append(
+            FieldError(
+                "host_key_fingerprint",
+                ErrorCode.INVALID,
+                "does not match host_key (they must name the same key)",
+            )
+        )
     return errors
 
 
@@ -574,7 +644,9 @@ class DropzoneJsonV1Connector(BaseConnector):
                 error = self.sanitised_error(exc, config)
                 self.logger.warning(
                     "Export of draft order %s failed at stage %s: %s",
-                    _safe_id(draft_order), error.stage, error.message,
+                    _safe_id(draft_order),
+                    error.stage,
+                    error.message,
                 )
                 if error is exc:
                     raise
@@ -586,7 +658,8 @@ class DropzoneJsonV1Connector(BaseConnector):
                 # reported without the library's text, which could echo config values.
                 self.logger.error(
                     "Export of draft order %s failed unexpectedly: %s",
-                    _safe_id(draft_order), type(exc).__name__,
+                    _safe_id(draft_order),
+                    type(exc).__name__,
                 )
                 failure = ConnectorError(
                     f"Unexpected {type(exc).__name__} during dropzone export", stage=STAGE_EXPORT
@@ -595,7 +668,11 @@ class DropzoneJsonV1Connector(BaseConnector):
             raise failure
         self.logger.info(
             "Exported draft order %s to %s:%s (%d bytes, %.1f ms)",
-            target.draft_order_id, params.where, upload.path, upload.size, timer.latency_ms,
+            target.draft_order_id,
+            params.where,
+            upload.path,
+            upload.size,
+            timer.latency_ms,
         )
         return ExportResult(
             success=True,
@@ -642,8 +719,10 @@ class DropzoneJsonV1Connector(BaseConnector):
         it. On failure, ``stage`` names the first check that failed.
         """
         return self.run_staged_test(
-            "dropzone_connection_test", config,
-            lambda details, passed: self._run_checks(config, details, passed), _STAGES,
+            "dropzone_connection_test",
+            config,
+            lambda details, passed: self._run_checks(config, details, passed),
+            _STAGES,
         )
 
     def _run_checks(
@@ -653,8 +732,9 @@ class DropzoneJsonV1Connector(BaseConnector):
         params = self.connection_params(cfg)
         client_key = load_client_key(params)
         remote_dir = normalise_remote_dir(cfg["remote_dir"])
-        details.update(host=params.host, port=params.port, username=params.username,
-                       remote_dir=remote_dir)
+        details.update(
+            host=params.host, port=params.port, username=params.username, remote_dir=remote_dir
+        )
         passed.append(STAGE_CONFIG)
         deadline = Deadline(params.timeout_s)
         session = open_session(
@@ -674,7 +754,10 @@ class DropzoneJsonV1Connector(BaseConnector):
             probe_name = f"{_PROBE_PREFIX}{uuid.uuid4().hex}"
             probe = json.dumps({"format": "orderflow.dropzone.probe", "format_version": 1})
             upload = atomic_upload(
-                session, remote_dir, probe_name, probe.encode("ascii"),
+                session,
+                remote_dir,
+                probe_name,
+                probe.encode("ascii"),
                 stage=STAGE_WRITE_PERMISSION,
             )
             details["atomic_rename"] = upload.atomic

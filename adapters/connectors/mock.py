@@ -34,18 +34,48 @@ class MockConnector(BaseConnector):
     connector_type = "MOCK"
     config_schema = ConfigSchema(
         fields=(
-            ConfigField("mode", FieldType.STRING, default="success", choices=MODES,
-                        description="Behaviour of every export call"),
-            ConfigField("latency_ms", FieldType.NUMBER, default=0, minimum=0, maximum=600_000,
-                        description="Delay added to every call"),
-            ConfigField("fail_times", FieldType.INTEGER, default=0, minimum=0,
-                        description="transient mode: failures per draft order before success"),
-            ConfigField("timeout_ms", FieldType.NUMBER, default=100, minimum=0, maximum=600_000,
-                        description="timeout mode: how long a call hangs before failing"),
-            ConfigField("api_key", FieldType.STRING, secret=True,
-                        description="A credential the mock checks if expected_api_key is set"),
-            ConfigField("expected_api_key", FieldType.STRING, secret=True,
-                        description="When set, calls with another api_key fail to authenticate"),
+            ConfigField(
+                "mode",
+                FieldType.STRING,
+                default="success",
+                choices=MODES,
+                description="Behaviour of every export call",
+            ),
+            ConfigField(
+                "latency_ms",
+                FieldType.NUMBER,
+                default=0,
+                minimum=0,
+                maximum=600_000,
+                description="Delay added to every call",
+            ),
+            ConfigField(
+                "fail_times",
+                FieldType.INTEGER,
+                default=0,
+                minimum=0,
+                description="transient mode: failures per draft order before success",
+            ),
+            ConfigField(
+                "timeout_ms",
+                FieldType.NUMBER,
+                default=100,
+                minimum=0,
+                maximum=600_000,
+                description="timeout mode: how long a call hangs before failing",
+            ),
+            ConfigField(
+                "api_key",
+                FieldType.STRING,
+                secret=True,
+                description="A credential the mock checks if expected_api_key is set",
+            ),
+            ConfigField(
+                "expected_api_key",
+                FieldType.STRING,
+                secret=True,
+                description="When set, calls with another api_key fail to authenticate",
+            ),
         )
     )
 

@@ -495,4 +495,3 @@ class SqlOutboxStore:
             .limit(limit)
         )
         return [_outbox_event(row) for row in rows]
-

@@ -106,14 +106,14 @@ def parse_host_key_line(text: str) -> PublicKeyLine:
         raise HostKeyError("must be a string")
     tokens = text.strip().split()
     # A known_hosts line starts with a host pattern: skip it if the second token is a type.
-    if len(tokens) >= 3 and tokens[0] not in SUPPORTED_KEY_TYPES and (
-        tokens[1] in SUPPORTED_KEY_TYPES
+    if (
+        len(tokens) >= 3
+        and tokens[0] not in SUPPORTED_KEY_TYPES
+        and (tokens[1] in SUPPORTED_KEY_TYPES)
     ):
         tokens = tokens[1:]
     if len(tokens) < 2:
-        raise HostKeyError(
-            "must be an OpenSSH public key line such as 'ssh-ed25519 AAAA...'"
-        )
+        raise HostKeyError("must be an OpenSSH public key line such as 'ssh-ed25519 AAAA...'")
     key_type, data = tokens[0], tokens[1]
     if key_type not in SUPPORTED_KEY_TYPES:
         raise HostKeyError(
@@ -141,9 +141,7 @@ def parse_fingerprint(text: str) -> str:
     if re.search(r"(^|\s)MD5:", stripped) or re.fullmatch(
         r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){15}", stripped
     ):
-        raise HostKeyError(
-            "is an MD5 fingerprint; use the SHA256 fingerprint (ssh-keygen -lf)"
-        )
+        raise HostKeyError("is an MD5 fingerprint; use the SHA256 fingerprint (ssh-keygen -lf)")
     matches: list[str] = _FINGERPRINT_TOKEN.findall(stripped)
     if len(matches) != 1:
         raise HostKeyError("must be 'SHA256:<base64>' as printed by ssh-keygen -lf")

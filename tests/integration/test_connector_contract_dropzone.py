@@ -129,9 +129,7 @@ class TestDropzoneJsonV1Contract(ConnectorContract):
         }
 
     @pytest.fixture
-    def wrong_credentials_config(
-        self, valid_config: Mapping[str, Any]
-    ) -> Mapping[str, Any]:
+    def wrong_credentials_config(self, valid_config: Mapping[str, Any]) -> Mapping[str, Any]:
         return {
             **valid_config,
             "private_key": WRONG_PRIVATE_KEY,
@@ -149,9 +147,7 @@ class TestDropzoneJsonV1Contract(ConnectorContract):
         return count
 
 
-def test_wrong_credentials_are_refused_at_login(
-    sftp_server: SftpServer, zone: str
-) -> None:
+def test_wrong_credentials_are_refused_at_login(sftp_server: SftpServer, zone: str) -> None:
     """Guards the contract's fixture: the wrong key really fails at the auth stage."""
     config = {
         "host": sftp_server.host,

@@ -35,8 +35,13 @@ class TestTrytonContract(ConnectorContract):
 
     @pytest.fixture
     def invalid_config(self) -> Mapping[str, Any]:
-        return {"url": "ftp://erp.example", "database": "", "username": "admin",
-                "password": INVALID_CONFIG_PASSWORD, "timeout_s": 0}
+        return {
+            "url": "ftp://erp.example",
+            "database": "",
+            "username": "admin",
+            "password": INVALID_CONFIG_PASSWORD,
+            "timeout_s": 0,
+        }
 
     @pytest.fixture
     def wrong_credentials_config(self, tryton_server: TrytonServer) -> Mapping[str, Any]:
@@ -45,7 +50,8 @@ class TestTrytonContract(ConnectorContract):
     @pytest.fixture
     def count_documents(self, tryton_server: TrytonServer) -> Callable[[DraftOrder], int]:
         def count(draft_order: DraftOrder) -> int:
-            return count_sales(tryton_server,
-                               reference=export_key(draft_order.org_id, draft_order.id))
+            return count_sales(
+                tryton_server, reference=export_key(draft_order.org_id, draft_order.id)
+            )
 
         return count

@@ -165,9 +165,12 @@ def encrypted_copy(private_key_pem: str, passphrase: str) -> str:
 
 
 def other_host_key_line() -> str:
-    return ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    ).decode()
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
 
 
 def closed_port() -> int:
@@ -267,7 +270,8 @@ def test_encrypted_private_key(
     sftp_server: Any, oracle: Oracle, zone: str, connector: DropzoneJsonV1Connector
 ) -> None:
     config = config_for(
-        sftp_server, zone,
+        sftp_server,
+        zone,
         private_key=encrypted_copy(sftp_server.private_key_pem, PASSPHRASE),
         private_key_passphrase=PASSPHRASE,
     )
@@ -318,7 +322,10 @@ def test_session_dying_unnoticed_is_retried_once_on_a_fresh_one(
 
 
 def test_host_key_mismatch_is_a_security_error_and_logged(
-    sftp_server: Any, oracle: Oracle, zone: str, connector: DropzoneJsonV1Connector,
+    sftp_server: Any,
+    oracle: Oracle,
+    zone: str,
+    connector: DropzoneJsonV1Connector,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     wrong = other_host_key_line()
@@ -344,10 +351,15 @@ def test_host_key_mismatch_is_a_security_error_and_logged(
 def test_wrong_client_key_is_a_permanent_auth_error(
     sftp_server: Any, zone: str, connector: DropzoneJsonV1Connector
 ) -> None:
-    stranger = ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    ).decode()
+    stranger = (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
     with pytest.raises(ConnectorConfigError) as info:
         connector.export(draft(), config_for(sftp_server, zone, private_key=stranger))
     assert info.value.stage == "auth"
@@ -356,8 +368,9 @@ def test_wrong_client_key_is_a_permanent_auth_error(
     assert_secret_free(secret_needles(stranger), info.value)
 
 
-def test_closed_port_is_transient(sftp_server: Any, zone: str,
-                                  connector: DropzoneJsonV1Connector) -> None:
+def test_closed_port_is_transient(
+    sftp_server: Any, zone: str, connector: DropzoneJsonV1Connector
+) -> None:
     with pytest.raises(ConnectorTransientError) as info:
         connector.export(draft(), config_for(sftp_server, zone, port=closed_port()))
     assert info.value.stage == "reachable"
@@ -398,10 +411,16 @@ def test_connection_succeeds_and_cleans_up(
     assert result.stage is None and result.error_message is None
     assert 0 < result.latency_ms < 10_000
     assert result.details["stages_passed"] == [
-        "config", "reachable", "host_key", "auth", "write_permission",
+        "config",
+        "reachable",
+        "host_key",
+        "auth",
+        "write_permission",
     ]
-    assert result.details["server_fingerprint"] == parse_host_key_line(
-        sftp_server.host_key_line).fingerprint
+    assert (
+        result.details["server_fingerprint"]
+        == parse_host_key_line(sftp_server.host_key_line).fingerprint
+    )
     assert result.details["server_version"].startswith("SSH-2.0-OpenSSH")
     assert result.details["atomic_rename"] is True
     assert result.details["probe_removed"] is True
@@ -411,10 +430,15 @@ def test_connection_succeeds_and_cleans_up(
 def test_connection_reports_each_failing_stage(
     sftp_server: Any, zone: str, connector: DropzoneJsonV1Connector
 ) -> None:
-    stranger = ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    ).decode()
+    stranger = (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
     cases = {
         "config": config_for(sftp_server, zone, host_key=None),
         "reachable": config_for(sftp_server, zone, port=closed_port()),

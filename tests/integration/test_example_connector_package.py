@@ -30,13 +30,28 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A directory holding the installed example package (with its dist-info)."""
     base = tmp_path_factory.mktemp("example-erp")
     source = base / "src"
-    shutil.copytree(EXAMPLE, source,
-                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    shutil.copytree(
+        EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    )
     site = base / "site"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--target", str(site), str(source)],
-        capture_output=True, text=True, check=False, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -54,8 +69,9 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def test_the_registry_finds_the_example_connector_through_its_entry_point(
     example_site: Path,
 ) -> None:
-    (entry_point,) = [ep for ep in entry_points(group=ENTRY_POINT_GROUP)
-                      if ep.name == "EXAMPLE_FILE_ERP"]
+    (entry_point,) = [
+        ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == "EXAMPLE_FILE_ERP"
+    ]
     assert entry_point.dist is not None
     assert entry_point.dist.name == "orderflow-example-erp"
     with ConnectorRegistry.isolated():
@@ -70,7 +86,12 @@ def test_the_packages_own_conformance_tests_pass(example_site: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(example_site), str(REPO)])}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=source, capture_output=True, text=True, check=False, timeout=300, env=env,
+        cwd=source,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env=env,
     )
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

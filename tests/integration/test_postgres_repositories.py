@@ -42,8 +42,15 @@ def _connection(org: uuid.UUID, ctype: str = "MOCK") -> ConnectionRecord:
     return ConnectionRecord.new(org, ctype, b"\x00cipher-" + ctype.encode(), now=NOW)
 
 
-def _pending(key: str, *, org: uuid.UUID | None = None, order: uuid.UUID | None = None,
-             attempt: int = 0, lease_s: float = 60, now: datetime = NOW) -> PushLogEntry:
+def _pending(
+    key: str,
+    *,
+    org: uuid.UUID | None = None,
+    order: uuid.UUID | None = None,
+    attempt: int = 0,
+    lease_s: float = 60,
+    now: datetime = NOW,
+) -> PushLogEntry:
     return PushLogEntry.pending(
         org_id=org or uuid.uuid4(),
         draft_order_id=order or uuid.uuid4(),
@@ -208,9 +215,14 @@ def test_take_over_only_after_the_lease_expired(new_uow: Callable[[], UnitOfWork
         uow.push_log.claim(_pending("k-lease", lease_s=30))
         uow.commit()
     with new_uow() as uow:
-        assert uow.push_log.take_over(
-            "k-lease", now=NOW + timedelta(seconds=10), lease_expires_at=NOW + timedelta(hours=1)
-        ) is None
+        assert (
+            uow.push_log.take_over(
+                "k-lease",
+                now=NOW + timedelta(seconds=10),
+                lease_expires_at=NOW + timedelta(hours=1),
+            )
+            is None
+        )
         later = NOW + timedelta(seconds=31)
         taken = uow.push_log.take_over(
             "k-lease", now=later, lease_expires_at=later + timedelta(seconds=60)
@@ -219,9 +231,12 @@ def test_take_over_only_after_the_lease_expired(new_uow: Callable[[], UnitOfWork
         assert taken.lease_expires_at == later + timedelta(seconds=60)
         assert taken.status is PushStatus.PENDING
         # The new lease is live: a second taker gets nothing.
-        assert uow.push_log.take_over(
-            "k-lease", now=later, lease_expires_at=later + timedelta(seconds=60)
-        ) is None
+        assert (
+            uow.push_log.take_over(
+                "k-lease", now=later, lease_expires_at=later + timedelta(seconds=60)
+            )
+            is None
+        )
         assert uow.push_log.take_over("k-missing", now=later, lease_expires_at=later) is None
         uow.commit()
 

@@ -109,9 +109,21 @@ def test_seed_columns_and_index_names(engine: Engine) -> None:
     insp = inspect(engine)
     columns = {c["name"]: c for c in insp.get_columns("erp_push_log")}
     assert {
-        "id", "org_id", "draft_order_id", "connector_type", "status", "request_json",
-        "response_json", "error_message", "idempotency_key", "retry_count", "latency_ms",
-        "created_at", "updated_at", "lease_expires_at", "attempt",
+        "id",
+        "org_id",
+        "draft_order_id",
+        "connector_type",
+        "status",
+        "request_json",
+        "response_json",
+        "error_message",
+        "idempotency_key",
+        "retry_count",
+        "latency_ms",
+        "created_at",
+        "updated_at",
+        "lease_expires_at",
+        "attempt",
     } == set(columns)
     assert str(columns["request_json"]["type"]) == "JSONB"
     indexes = {i["name"]: i for i in insp.get_indexes("erp_push_log")}

@@ -85,9 +85,7 @@ def add_connection(
     )
     with factory() as session:
         session.add(
-            ERPConnection(
-                org_id=org, connector_type="MOCK", config_encrypted=blob, status="ACTIVE"
-            )
+            ERPConnection(org_id=org, connector_type="MOCK", config_encrypted=blob, status="ACTIVE")
         )
         session.commit()
 
@@ -185,9 +183,7 @@ def test_exhausted_retries_fail(factory: sessionmaker[Session]) -> None:
         org, order, max_retries=1, retry_delay_base=0
     )
     assert result.status == "FAILED"
-    assert result.error_message == (
-        "Mock ERP temporarily unavailable (gave up after 2 attempts)"
-    )
+    assert result.error_message == ("Mock ERP temporarily unavailable (gave up after 2 attempts)")
     assert [r.status for r in rows(factory, order)] == ["RETRYING", "FAILED"]
 
 
@@ -288,8 +284,12 @@ def test_claim_race_winner_rolling_back_lets_the_other_win(
 
     def make() -> PushLogEntry:
         return PushLogEntry.pending(
-            org_id=uuid.uuid4(), draft_order_id=uuid.uuid4(), idempotency_key="erp-push:race2",
-            attempt=0, now=now, lease_expires_at=now + timedelta(minutes=5),
+            org_id=uuid.uuid4(),
+            draft_order_id=uuid.uuid4(),
+            idempotency_key="erp-push:race2",
+            attempt=0,
+            now=now,
+            lease_expires_at=now + timedelta(minutes=5),
         )
 
     first, second = factory(), factory()
@@ -353,9 +353,14 @@ def test_claim_of_a_dead_worker_is_taken_over(factory: sessionmaker[Session]) ->
     with factory() as s:
         SqlPushLogStore(s).claim(
             PushLogEntry.pending(
-                org_id=org, draft_order_id=order.id, idempotency_key=key, attempt=0,
-                now=past, lease_expires_at=past + timedelta(minutes=5),
-                connector_type="MOCK", request_json=order_to_json(order),
+                org_id=org,
+                draft_order_id=order.id,
+                idempotency_key=key,
+                attempt=0,
+                now=past,
+                lease_expires_at=past + timedelta(minutes=5),
+                connector_type="MOCK",
+                request_json=order_to_json(order),
             )
         )
         s.commit()

@@ -189,9 +189,7 @@ def test_relay_survives_a_postgres_restart_without_losing_events(
     wait_until(lambda: outbox()[1] >= 30, 30, "the relay to publish some")
 
     private_infra.stop("postgres")
-    wait_until(
-        lambda: "Outbox database unavailable" in relay.output(), 30, "the relay to notice"
-    )
+    wait_until(lambda: "Outbox database unavailable" in relay.output(), 30, "the relay to notice")
     private_infra.start("postgres")
     insert_all(url, events[120:])
 

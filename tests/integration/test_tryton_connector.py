@@ -31,10 +31,16 @@ def connector() -> Iterator[TrytonConnector]:
 
 def draft(*lines: tuple[str, str, str], customer: str = "CUST-100") -> DraftOrder:
     return DraftOrder(
-        id=uuid.uuid4(), org_id=uuid.uuid4(), order_number="SO-IT-1", customer_code=customer,
-        currency="EUR", notes="integration test",
-        lines=tuple(OrderLine(n, code, Decimal(qty), Decimal(price), f"line {n}")
-                    for n, (code, qty, price) in enumerate(lines, start=1)),
+        id=uuid.uuid4(),
+        org_id=uuid.uuid4(),
+        order_number="SO-IT-1",
+        customer_code=customer,
+        currency="EUR",
+        notes="integration test",
+        lines=tuple(
+            OrderLine(n, code, Decimal(qty), Decimal(price), f"line {n}")
+            for n, (code, qty, price) in enumerate(lines, start=1)
+        ),
     )
 
 
@@ -63,11 +69,13 @@ def test_export_creates_one_draft_sale_with_the_lines_and_the_export_key(
     assert result.connector_metadata["created"] is True
     rows = sale_rows(tryton_server, key)
     # Tryton's SQLite backend stores Numeric values as text blobs (b"9.95").
-    assert [(r["product"], r["quantity"], Decimal(bytes(r["unit_price"]).decode()), r["text"])
-            for r in rows] == [("SKU-001", 2.0, Decimal("9.95"), "line 1"),
-                               ("SKU-003", 1.0, Decimal("29.85"), "line 2")]
+    assert [
+        (r["product"], r["quantity"], Decimal(bytes(r["unit_price"]).decode()), r["text"])
+        for r in rows
+    ] == [("SKU-001", 2.0, Decimal("9.95"), "line 1"), ("SKU-003", 1.0, Decimal("29.85"), "line 2")]
     assert {(r["state"], r["customer"], r["currency"], r["description"]) for r in rows} == {
-        ("draft", "CUST-100", "EUR", "SO-IT-1")}
+        ("draft", "CUST-100", "EUR", "SO-IT-1")
+    }
     assert result.storage_key == f"{tryton_server.database}/sale.sale/{rows[0]['id']}"
     assert count_sales(tryton_server, reference=key) == 1
 
@@ -104,7 +112,9 @@ def test_an_unknown_product_code_is_rejected_and_creates_nothing(
     ids=["not-salable", "fractional-units"],
 )
 def test_a_tryton_user_error_is_a_permanent_rejection(
-    tryton_server: TrytonServer, connector: TrytonConnector, line: tuple[str, str, str],
+    tryton_server: TrytonServer,
+    connector: TrytonConnector,
+    line: tuple[str, str, str],
     text: str,
 ) -> None:
     order = draft(line)
@@ -118,8 +128,13 @@ def test_a_tryton_user_error_is_a_permanent_rejection(
 
 
 def test_an_unreachable_server_is_transient(connector: TrytonConnector) -> None:
-    config = {"url": f"http://127.0.0.1:{pick_free_port(set())}", "database": "orderflow",
-              "username": "admin", "password": "unreachable-Password-1", "timeout_s": 2}
+    config = {
+        "url": f"http://127.0.0.1:{pick_free_port(set())}",
+        "database": "orderflow",
+        "username": "admin",
+        "password": "unreachable-Password-1",
+        "timeout_s": 2,
+    }
     with pytest.raises(ConnectorTransientError) as excinfo:
         connector.export(draft(("SKU-001", "1", "9.95")), config)
     assert excinfo.value.retryable is True
@@ -135,7 +150,12 @@ def test_connection_passes_every_stage(
     result = connector.test_connection(tryton_server.as_config())
     assert result.success is True, result.error_message
     assert result.details["stages_passed"] == [
-        "config", "reachable", "version", "auth", "permission"]
+        "config",
+        "reachable",
+        "version",
+        "auth",
+        "permission",
+    ]
     assert result.details["server_version"].startswith("8.")
     assert result.details["sale_access"]["create"] is True
 
@@ -149,8 +169,9 @@ def test_a_wrong_password_fails_the_connection_test_at_the_login_stage(
     assert result.details["stages_passed"] == ["config", "reachable", "version"]
     assert password not in repr(result)
     with pytest.raises(ConnectorConfigError) as excinfo:
-        connector.export(draft(("SKU-001", "1", "9.95")),
-                         tryton_server.as_config(password=password))
+        connector.export(
+            draft(("SKU-001", "1", "9.95")), tryton_server.as_config(password=password)
+        )
     assert excinfo.value.retryable is False
 
 

@@ -23,9 +23,13 @@ def test_up_reuse_count_sales_and_down(
         assert tryton.count_sales(server) == 0
 
         org_id = uuid.uuid4()
-        order = DraftOrder(id=uuid.uuid4(), org_id=org_id, order_number="SO-INFRA-1",
-                           customer_code="CUST-101",
-                           lines=(OrderLine(1, "SKU-002", Decimal(4), Decimal("19.90")),))
+        order = DraftOrder(
+            id=uuid.uuid4(),
+            org_id=org_id,
+            order_number="SO-INFRA-1",
+            customer_code="CUST-101",
+            lines=(OrderLine(1, "SKU-002", Decimal(4), Decimal("19.90")),),
+        )
         with TrytonConnector() as connector:
             connector.export(order, server.as_config())
         assert tryton.count_sales(server) == 1

@@ -326,9 +326,7 @@ def test_rebalance_between_two_live_workers_exports_each_order_once_in_order(
     ]
     assert taken_over == [staying.pid]
     flaky_ids = {str(o.id) for o in orders if o.org_id == flaky}
-    assert all(
-        c.order in flaky_ids for c in calls if c.what == "end" and c.status == "RETRYING"
-    )
+    assert all(c.order in flaky_ids for c in calls if c.what == "end" and c.status == "RETRYING")
 
     # Never early (measured against each retry record's due time), and not lost in
     # a paused partition: each retry ran within a loose bound after it was due.

@@ -72,9 +72,7 @@ def test_port_methods_are_abstract() -> None:
 def test_required_fields_lists_every_missing_name_in_order(connector: DemoConnector) -> None:
     config = {"api_url": "", "company_id": None, "password": PASSWORD}
     with pytest.raises(ConfigValidationError) as excinfo:
-        connector.validate_required_fields(
-            config, ["api_url", "api_key", "password", "company_id"]
-        )
+        connector.validate_required_fields(config, ["api_url", "api_key", "password", "company_id"])
     error = excinfo.value
     assert isinstance(error, ConnectorConfigError)
     assert [(e.path, e.code) for e in error.errors] == [

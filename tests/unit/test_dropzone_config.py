@@ -68,8 +68,9 @@ def assert_no_secret(text: str) -> None:
 
 def test_valid_configs_pass() -> None:
     assert config_errors(valid_config()) == []
-    key_auth = valid_config(password=None, private_key=PRIVATE_KEY,
-                            private_key_passphrase=PASSPHRASE)
+    key_auth = valid_config(
+        password=None, private_key=PRIVATE_KEY, private_key_passphrase=PASSPHRASE
+    )
     assert config_errors(key_auth) == []
     fp_only = valid_config(host_key=None, host_key_fingerprint="SHA256:" + "A" * 43)
     assert config_errors(fp_only) == []

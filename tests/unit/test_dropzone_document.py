@@ -61,10 +61,24 @@ def test_documented_layout() -> None:
         "currency": "EUR",
         "notes": "Deliver to gate 3",
         "lines": [
-            {"line_no": 1, "product_code": "P-100", "description": "Nuts", "quantity": "3",
-             "unit": "unit", "unit_price": "2.50", "line_total": "7.50"},
-            {"line_no": 2, "product_code": "P-200", "description": "Bolts", "quantity": "1.5",
-             "unit": "kg", "unit_price": "10.00", "line_total": "15.000"},
+            {
+                "line_no": 1,
+                "product_code": "P-100",
+                "description": "Nuts",
+                "quantity": "3",
+                "unit": "unit",
+                "unit_price": "2.50",
+                "line_total": "7.50",
+            },
+            {
+                "line_no": 2,
+                "product_code": "P-200",
+                "description": "Bolts",
+                "quantity": "1.5",
+                "unit": "kg",
+                "unit_price": "10.00",
+                "line_total": "15.000",
+            },
         ],
         "total": "22.500",
     }
@@ -88,16 +102,25 @@ def test_re_export_is_byte_identical_whatever_the_line_order() -> None:
 
 def test_duck_typed_orders_are_accepted() -> None:
     duck = SimpleNamespace(
-        id=str(ORDER).upper(), org_id=ORG.hex, order_number="SO-1001", customer_code="CUST-42",
-        currency="EUR", notes=None,
+        id=str(ORDER).upper(),
+        org_id=ORG.hex,
+        order_number="SO-1001",
+        customer_code="CUST-42",
+        currency="EUR",
+        notes=None,
         lines=[SimpleNamespace(line_no=1, product_code="P", quantity=2, unit_price="0.10")],
     )
     document = build_document(duck)
     assert document["draft_order_id"] == str(ORDER)
     assert document["notes"] == ""
     assert document["lines"][0] == {
-        "line_no": 1, "product_code": "P", "description": "", "quantity": "2", "unit": "unit",
-        "unit_price": "0.10", "line_total": "0.20",
+        "line_no": 1,
+        "product_code": "P",
+        "description": "",
+        "quantity": "2",
+        "unit": "unit",
+        "unit_price": "0.10",
+        "line_total": "0.20",
     }
     assert document["total"] == "0.20"
 
@@ -110,8 +133,11 @@ def test_duck_typed_orders_are_accepted() -> None:
         (Decimal("-0.00"), Decimal("5"), "0.00"),
         (0.1, 3, "0.3"),
         ("12345678901234567890.123456789", "1", "12345678901234567890.123456789"),
-        (Decimal("99999999999999999999999999999999"), Decimal("99999999999999999999.99"),
-         "9999999999999999999998999999999900000000000000000000.01"),
+        (
+            Decimal("99999999999999999999999999999999"),
+            Decimal("99999999999999999999.99"),
+            "9999999999999999999998999999999900000000000000000000.01",
+        ),
     ],
 )
 def test_decimals_are_exact_plain_strings(quantity, price, line_total) -> None:
@@ -154,8 +180,7 @@ def test_amounts_that_cannot_be_computed_exactly_are_rejected() -> None:
 def test_decimal_digits_count_towards_the_size_limit() -> None:
     long_number = Decimal("1." + "0" * 5000)
     with pytest.raises(DocumentError, match="limit"):
-        build_document(order(lines=(OrderLine(1, "P", long_number, Decimal(1)),)),
-                       max_bytes=4000)
+        build_document(order(lines=(OrderLine(1, "P", long_number, Decimal(1)),)), max_bytes=4000)
 
 
 def test_duplicate_line_numbers_are_rejected() -> None:
@@ -171,17 +196,26 @@ def test_required_text_fields(field_name: str) -> None:
 
 
 UNICODE_SAMPLES = [
-    "Grüße aus Köln", "日本語の注文", "emoji 😀👍🏽", "RTL \u05e9\u05dc\u05d5\u05dd",
+    "Grüße aus Köln",
+    "日本語の注文",
+    "emoji 😀👍🏽",
+    "RTL \u05e9\u05dc\u05d5\u05dd",
     "zero\u200bwidth",
-    'quotes " and \\ backslash', "nul \x00 and bell \x07", "line\nbreak\ttab", "\u2028\u2029",
+    'quotes " and \\ backslash',
+    "nul \x00 and bell \x07",
+    "line\nbreak\ttab",
+    "\u2028\u2029",
     "\U0010ffff max code point",
 ]
 
 
 @pytest.mark.parametrize("text", UNICODE_SAMPLES)
 def test_any_unicode_round_trips(text: str) -> None:
-    draft = order(notes=text, customer_code=text,
-                  lines=(OrderLine(1, text, Decimal(1), Decimal(1), text, text),))
+    draft = order(
+        notes=text,
+        customer_code=text,
+        lines=(OrderLine(1, text, Decimal(1), Decimal(1), text, text),),
+    )
     data = encode_order_document(draft)
     document = json.loads(data.decode("utf-8"))
     assert document["notes"] == text
@@ -227,7 +261,11 @@ def test_default_limit_is_5_mib_and_huge_text_is_refused_before_encoding() -> No
 def test_connector_maps_document_problems_to_rejected_errors() -> None:
     connector = DropzoneJsonV1Connector(max_document_bytes=2000)
     config = {
-        "host": "127.0.0.1", "port": 1, "username": "u", "password": "pw", "remote_dir": "/d",
+        "host": "127.0.0.1",
+        "port": 1,
+        "username": "u",
+        "password": "pw",
+        "remote_dir": "/d",
         "host_key_fingerprint": "SHA256:" + "A" * 43,
     }
     # Rejected before any connection attempt (port 1 would fail differently).
@@ -263,17 +301,33 @@ class _Order:
     lines: tuple[_Line, ...] = field(default=())
 
 
-decimals = st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**12),
-                       max_value=10**12, places=4)
+decimals = st.decimals(
+    allow_nan=False, allow_infinity=False, min_value=-(10**12), max_value=10**12, places=4
+)
 texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
 lines_strategy = st.lists(
-    st.builds(_Line, line_no=st.integers(0, 10_000), product_code=texts, quantity=decimals,
-              unit_price=decimals, description=texts, unit=texts),
-    max_size=6, unique_by=lambda line: line.line_no,
+    st.builds(
+        _Line,
+        line_no=st.integers(0, 10_000),
+        product_code=texts,
+        quantity=decimals,
+        unit_price=decimals,
+        description=texts,
+        unit=texts,
+    ),
+    max_size=6,
+    unique_by=lambda line: line.line_no,
 )
-orders = st.builds(_Order, id=st.uuids(), org_id=st.uuids(), order_number=texts,
-                   customer_code=texts, currency=texts, notes=texts,
-                   lines=lines_strategy.map(tuple))
+orders = st.builds(
+    _Order,
+    id=st.uuids(),
+    org_id=st.uuids(),
+    order_number=texts,
+    customer_code=texts,
+    currency=texts,
+    notes=texts,
+    lines=lines_strategy.map(tuple),
+)
 
 
 @settings(max_examples=75, deadline=None)

@@ -36,9 +36,11 @@ def _private_text(key, fmt, passphrase: str | None = None) -> str:
 
 
 def _public_line(key) -> str:
-    return key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    ).decode("ascii")
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode("ascii")
+    )
 
 
 ED25519 = ed25519.Ed25519PrivateKey.generate()
@@ -172,7 +174,10 @@ def test_pinned_key_type_is_negotiated_first() -> None:
     available = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256")
     rsa_pin = HostKeyPin.from_config(_public_line(RSA), None)
     assert rsa_pin.preferred_algorithms(available) == [
-        "rsa-sha2-512", "rsa-sha2-256", "ssh-ed25519", "ecdsa-sha2-nistp256",
+        "rsa-sha2-512",
+        "rsa-sha2-256",
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
     ]
     ecdsa_pin = HostKeyPin.from_config(_public_line(ECDSA), None)
     assert ecdsa_pin.preferred_algorithms(available)[0] == "ecdsa-sha2-nistp256"

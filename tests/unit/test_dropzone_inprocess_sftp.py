@@ -173,8 +173,9 @@ class InProcessSftp:
     """A listening socket whose every connection gets a paramiko SFTP server."""
 
     def __init__(self, root: Path) -> None:
-        self.host_key = paramiko.Ed25519Key.from_private_key(_StringIO(_private_text(
-            ed25519.Ed25519PrivateKey.generate())))
+        self.host_key = paramiko.Ed25519Key.from_private_key(
+            _StringIO(_private_text(ed25519.Ed25519PrivateKey.generate()))
+        )
         self.server = _SshServer(root)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -227,7 +228,8 @@ class _StringIO:
 def _private_text(key, passphrase: str | None = None) -> str:
     encryption = (
         serialization.BestAvailableEncryption(passphrase.encode())
-        if passphrase else serialization.NoEncryption()
+        if passphrase
+        else serialization.NoEncryption()
     )
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption
@@ -343,12 +345,14 @@ def test_export_again_replaces_the_file_and_reuses_the_session(
     assert sftpd.server.renames == 3
 
 
-def test_private_key_auth_with_passphrase(sftpd: InProcessSftp,
-                                          connector: DropzoneJsonV1Connector) -> None:
+def test_private_key_auth_with_passphrase(
+    sftpd: InProcessSftp, connector: DropzoneJsonV1Connector
+) -> None:
     client = ed25519.Ed25519PrivateKey.generate()
     pem = _private_text(client, PASSPHRASE)
     sftpd.server.authorized_keys.append(
-        paramiko.Ed25519Key.from_private_key(_StringIO(pem), password=PASSPHRASE))
+        paramiko.Ed25519Key.from_private_key(_StringIO(pem), password=PASSPHRASE)
+    )
     sftpd.server.allow_password = False
     config = config_for(sftpd, password=None, private_key=pem, private_key_passphrase=PASSPHRASE)
     result = connector.test_connection(config)
@@ -357,8 +361,9 @@ def test_private_key_auth_with_passphrase(sftpd: InProcessSftp,
     assert connector.export(draft(), config).success
 
 
-def test_host_key_fingerprint_pin_works(sftpd: InProcessSftp,
-                                        connector: DropzoneJsonV1Connector) -> None:
+def test_host_key_fingerprint_pin_works(
+    sftpd: InProcessSftp, connector: DropzoneJsonV1Connector
+) -> None:
     config = config_for(sftpd, host_key=None, host_key_fingerprint=sftpd.host_key.fingerprint)
     assert connector.export(draft(), config).success
 
@@ -367,7 +372,8 @@ def test_host_key_mismatch_is_a_security_error_and_logged(
     sftpd: InProcessSftp, connector: DropzoneJsonV1Connector, caplog: pytest.LogCaptureFixture
 ) -> None:
     other = paramiko.Ed25519Key.from_private_key(
-        _StringIO(_private_text(ed25519.Ed25519PrivateKey.generate())))
+        _StringIO(_private_text(ed25519.Ed25519PrivateKey.generate()))
+    )
     config = config_for(sftpd, host_key=f"ssh-ed25519 {other.get_base64()}")
     caplog.set_level(logging.DEBUG)
     with pytest.raises(ConnectorSecurityError) as info:
@@ -399,8 +405,7 @@ def test_wrong_password_is_a_permanent_auth_error(
         connector.export(draft(), config_for(sftpd, password=wrong))
     assert info.value.stage == "auth"
     assert "authentication failed" in info.value.message
-    assert_secret_free(secret_texts(wrong), info.value,
-                       *(r.getMessage() for r in caplog.records))
+    assert_secret_free(secret_texts(wrong), info.value, *(r.getMessage() for r in caplog.records))
     result = connector.test_connection(config_for(sftpd, password=wrong))
     assert (result.success, result.stage) == (False, "auth")
     assert result.details["stages_passed"] == ["config", "reachable", "host_key"]
@@ -422,8 +427,9 @@ def test_permission_denied_is_a_write_permission_config_error(
     assert connector.pool.stats().idle == 1
 
 
-def test_missing_remote_dir_is_a_config_error(sftpd: InProcessSftp,
-                                              connector: DropzoneJsonV1Connector) -> None:
+def test_missing_remote_dir_is_a_config_error(
+    sftpd: InProcessSftp, connector: DropzoneJsonV1Connector
+) -> None:
     with pytest.raises(ConnectorConfigError, match="does not exist") as info:
         connector.export(draft(), config_for(sftpd, remote_dir="/nope"))
     assert info.value.stage == "write_permission"
@@ -431,8 +437,9 @@ def test_missing_remote_dir_is_a_config_error(sftpd: InProcessSftp,
     assert (result.success, result.stage) == (False, "write_permission")
 
 
-def test_dead_pooled_session_is_replaced(sftpd: InProcessSftp,
-                                         connector: DropzoneJsonV1Connector) -> None:
+def test_dead_pooled_session_is_replaced(
+    sftpd: InProcessSftp, connector: DropzoneJsonV1Connector
+) -> None:
     config = config_for(sftpd)
     connector.export(draft(), config)
     sftpd.drop_connections()
@@ -466,14 +473,19 @@ def test_concurrent_exports_share_a_bounded_pool(sftpd: InProcessSftp) -> None:
     assert pool.stats().idle == 0  # closed by connector.close()
 
 
-def test_connection_success_details(sftpd: InProcessSftp,
-                                    connector: DropzoneJsonV1Connector) -> None:
+def test_connection_success_details(
+    sftpd: InProcessSftp, connector: DropzoneJsonV1Connector
+) -> None:
     result = connector.test_connection(config_for(sftpd))
     assert isinstance(result, TestResult)
     assert result.success and result.stage is None and result.error_message is None
     assert result.latency_ms > 0
     assert result.details["stages_passed"] == [
-        "config", "reachable", "host_key", "auth", "write_permission",
+        "config",
+        "reachable",
+        "host_key",
+        "auth",
+        "write_permission",
     ]
     assert result.details["server_fingerprint"] == sftpd.host_key.fingerprint
     assert result.details["auth_method"] == "password"
@@ -483,10 +495,12 @@ def test_connection_success_details(sftpd: InProcessSftp,
     assert connector.pool.stats().opened == 0  # a test never uses (or fills) the pool
 
 
-def test_connection_failures_by_stage(sftpd: InProcessSftp,
-                                      connector: DropzoneJsonV1Connector) -> None:
+def test_connection_failures_by_stage(
+    sftpd: InProcessSftp, connector: DropzoneJsonV1Connector
+) -> None:
     other = paramiko.Ed25519Key.from_private_key(
-        _StringIO(_private_text(ed25519.Ed25519PrivateKey.generate())))
+        _StringIO(_private_text(ed25519.Ed25519PrivateKey.generate()))
+    )
     with socket.create_server(("127.0.0.1", 0)) as unused:
         closed_port = unused.getsockname()[1]
     cases = {
@@ -514,8 +528,12 @@ def test_slow_server_times_out_transiently(connector: DropzoneJsonV1Connector) -
     with socket.create_server(("127.0.0.1", 0)) as silent:
         port = silent.getsockname()[1]
         config = {
-            "host": "127.0.0.1", "port": port, "username": USERNAME, "password": PASSWORD,
-            "remote_dir": "/drop", "host_key_fingerprint": "SHA256:" + "A" * 43,
+            "host": "127.0.0.1",
+            "port": port,
+            "username": USERNAME,
+            "password": PASSWORD,
+            "remote_dir": "/drop",
+            "host_key_fingerprint": "SHA256:" + "A" * 43,
             "timeout_s": 0.5,
         }
         started = time.monotonic()
@@ -544,8 +562,9 @@ def test_no_secret_anywhere_on_failure_paths(
         config_for(sftpd, host=PASSWORD),
     ]
     for config in configs:
-        redacted = RedactedConfig(config, frozenset({"password", "private_key",
-                                                     "private_key_passphrase"}))
+        redacted = RedactedConfig(
+            config, frozenset({"password", "private_key", "private_key_passphrase"})
+        )
         try:
             connector.export(draft(), redacted)
         except ConnectorError as exc:
@@ -558,8 +577,9 @@ def test_no_secret_anywhere_on_failure_paths(
         assert_secret_free(secrets, record.getMessage(), record.args, vars(record))
 
 
-def test_key_rejected_then_password_accepted(sftpd: InProcessSftp,
-                                             connector: DropzoneJsonV1Connector) -> None:
+def test_key_rejected_then_password_accepted(
+    sftpd: InProcessSftp, connector: DropzoneJsonV1Connector
+) -> None:
     stranger = _private_text(ed25519.Ed25519PrivateKey.generate())
     result = connector.test_connection(config_for(sftpd, private_key=stranger))
     assert result.success, result.error_message
@@ -577,8 +597,13 @@ def test_hanging_name_lookup_is_bounded_by_the_timeout(
 
     monkeypatch.setattr(socket, "getaddrinfo", hanging_getaddrinfo)
     config = {
-        "host": "sftp.invalid", "port": 22, "username": USERNAME, "password": PASSWORD,
-        "remote_dir": "/drop", "host_key_fingerprint": "SHA256:" + "A" * 43, "timeout_s": 0.3,
+        "host": "sftp.invalid",
+        "port": 22,
+        "username": USERNAME,
+        "password": PASSWORD,
+        "remote_dir": "/drop",
+        "host_key_fingerprint": "SHA256:" + "A" * 43,
+        "timeout_s": 0.3,
     }
     started = time.monotonic()
     try:
@@ -592,15 +617,19 @@ def test_hanging_name_lookup_is_bounded_by_the_timeout(
         release.set()
 
 
-def test_unresolvable_host_is_transient(monkeypatch: pytest.MonkeyPatch,
-                                        connector: DropzoneJsonV1Connector) -> None:
+def test_unresolvable_host_is_transient(
+    monkeypatch: pytest.MonkeyPatch, connector: DropzoneJsonV1Connector
+) -> None:
     def failing_getaddrinfo(*args, **kwargs):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", failing_getaddrinfo)
     config = {
-        "host": "sftp.invalid", "username": USERNAME, "password": PASSWORD,
-        "remote_dir": "/drop", "host_key_fingerprint": "SHA256:" + "A" * 43,
+        "host": "sftp.invalid",
+        "username": USERNAME,
+        "password": PASSWORD,
+        "remote_dir": "/drop",
+        "host_key_fingerprint": "SHA256:" + "A" * 43,
     }
     with pytest.raises(ConnectorTransientError, match=r"Cannot resolve host of sftp\.invalid:22"):
         connector.export(draft(), config)

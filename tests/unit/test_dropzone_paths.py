@@ -26,7 +26,9 @@ def test_path_layout() -> None:
     assert dropzone_path("/inbound", ORG, ORDER) == f"/inbound/{ORG}/{ORDER}.json"
     target = dropzone_target("/inbound/", str(ORG), str(ORDER))
     assert (target.remote_dir, target.org_dir_name, target.filename) == (
-        "/inbound", str(ORG), f"{ORDER}.json"
+        "/inbound",
+        str(ORG),
+        f"{ORDER}.json",
     )
 
 
@@ -65,8 +67,21 @@ def test_remote_dir_normalisation(raw: str, normal: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["..", "/srv/../etc", "/srv/..", "../x", "a\\..\\b", "/srv/drop\x00", "/srv/\x1b[31m",
-     "/srv/\x7f", "/srv/\x85", "", " /srv", "/srv\t", "/srv/\ud800"],
+    [
+        "..",
+        "/srv/../etc",
+        "/srv/..",
+        "../x",
+        "a\\..\\b",
+        "/srv/drop\x00",
+        "/srv/\x1b[31m",
+        "/srv/\x7f",
+        "/srv/\x85",
+        "",
+        " /srv",
+        "/srv\t",
+        "/srv/\ud800",
+    ],
 )
 def test_bad_remote_dirs_are_refused(raw: str) -> None:
     assert remote_dir_problem(raw) is not None
@@ -76,8 +91,19 @@ def test_bad_remote_dirs_are_refused(raw: str) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["../../etc/passwd", "..", "", "x" * 36, str(ORDER) + "/..", "not-a-uuid", None, 42, b"id",
-     "1" * 1000, str(ORDER)[:-1]],
+    [
+        "../../etc/passwd",
+        "..",
+        "",
+        "x" * 36,
+        str(ORDER) + "/..",
+        "not-a-uuid",
+        None,
+        42,
+        b"id",
+        "1" * 1000,
+        str(ORDER)[:-1],
+    ],
 )
 def test_ids_must_be_uuids(bad) -> None:
     with pytest.raises(DocumentError, match="must be a UUID"):
@@ -106,8 +132,7 @@ def test_arbitrary_ids_never_escape_the_dropzone(org: str, order: str) -> None:
     assert path == f"/drop/{uuid.UUID(org)}/{uuid.UUID(order)}.json"
 
 
-@given(st.lists(st.sampled_from(["a", "b", ".", "..", "", "x..y", "\\", "\x00", "\n"]),
-                max_size=8))
+@given(st.lists(st.sampled_from(["a", "b", ".", "..", "", "x..y", "\\", "\x00", "\n"]), max_size=8))
 def test_normalised_remote_dir_never_climbs(parts: list[str]) -> None:
     raw = "/" + "/".join(parts)
     try:

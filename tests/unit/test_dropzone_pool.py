@@ -89,8 +89,11 @@ def test_sessions_are_reused_per_key(opener: Opener) -> None:
 def test_session_key_covers_every_connection_value_and_hides_secrets() -> None:
     base = params()
     variants = [
-        replace(base, host="other"), replace(base, port=2222), replace(base, username="v"),
-        replace(base, password="x"), replace(base, private_key="k"),
+        replace(base, host="other"),
+        replace(base, port=2222),
+        replace(base, username="v"),
+        replace(base, password="x"),
+        replace(base, private_key="k"),
         replace(base, private_key_passphrase="p"),
         replace(base, host_key_pin=HostKeyPin(fingerprint="SHA256:" + "B" * 43)),
         replace(base, timeout_s=2.0),
@@ -206,8 +209,12 @@ def test_many_threads_never_share_a_session(opener: Opener) -> None:
         with lock:
             in_use.discard(id(session))
 
-    threads = [threading.Thread(target=lambda: [pool.run(params(timeout_s=10), operation)
-                                                for _ in range(20)]) for _ in range(8)]
+    threads = [
+        threading.Thread(
+            target=lambda: [pool.run(params(timeout_s=10), operation) for _ in range(20)]
+        )
+        for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -264,9 +264,12 @@ def test_check_idempotency_returns_the_processed_entry_or_none() -> None:
     assert world.orchestrator.check_idempotency(key) is None
     result = world.orchestrator.push_order(ORG, order)
     assert world.orchestrator.check_idempotency(key) == result
-    assert world.orchestrator.check_idempotency(
-        world.orchestrator.generate_idempotency_key(ORG, order.id, 1)
-    ) is None
+    assert (
+        world.orchestrator.check_idempotency(
+            world.orchestrator.generate_idempotency_key(ORG, order.id, 1)
+        )
+        is None
+    )
 
 
 def test_generate_idempotency_key_delegates_to_the_domain() -> None:
@@ -299,8 +302,12 @@ def test_attempt_claimed_by_a_live_worker_is_left_alone() -> None:
     with world.uow:
         world.uow.push_log.claim(
             PushLogEntry.pending(
-                org_id=ORG, draft_order_id=order.id, idempotency_key=key, attempt=0,
-                now=now, lease_expires_at=now + timedelta(seconds=60),
+                org_id=ORG,
+                draft_order_id=order.id,
+                idempotency_key=key,
+                attempt=0,
+                now=now,
+                lease_expires_at=now + timedelta(seconds=60),
             )
         )
         world.uow.commit()
@@ -319,9 +326,14 @@ def test_attempt_whose_lease_expired_is_taken_over() -> None:
     with world.uow:
         world.uow.push_log.claim(
             PushLogEntry.pending(
-                org_id=ORG, draft_order_id=order.id, idempotency_key=key, attempt=0,
-                now=then, lease_expires_at=then + timedelta(seconds=60),
-                connector_type="MOCK", request_json=order_to_json(order),
+                org_id=ORG,
+                draft_order_id=order.id,
+                idempotency_key=key,
+                attempt=0,
+                now=then,
+                lease_expires_at=then + timedelta(seconds=60),
+                connector_type="MOCK",
+                request_json=order_to_json(order),
             )
         )
         world.uow.commit()
@@ -342,8 +354,12 @@ def test_resumed_push_waits_only_for_what_is_left_of_the_retry_delay() -> None:
     with world.uow:
         entry = world.uow.push_log.claim(
             PushLogEntry.pending(
-                org_id=ORG, draft_order_id=order.id, idempotency_key=key0, attempt=0,
-                now=earlier, lease_expires_at=earlier + timedelta(seconds=60),
+                org_id=ORG,
+                draft_order_id=order.id,
+                idempotency_key=key0,
+                attempt=0,
+                now=earlier,
+                lease_expires_at=earlier + timedelta(seconds=60),
             )
         )
         assert entry is not None

@@ -20,8 +20,12 @@ from domain.idempotency import export_key
 from domain.model import DraftOrder, OrderLine
 
 PASSWORD = "fake-tryton-Password-31"
-CONFIG = {"url": "http://erp.example:8000", "database": "db", "username": "admin",
-          "password": PASSWORD}
+CONFIG = {
+    "url": "http://erp.example:8000",
+    "database": "db",
+    "username": "admin",
+    "password": PASSWORD,
+}
 
 
 class FakeResponse(io.BytesIO):
@@ -72,12 +76,18 @@ class FakeTryton:
             return [{"id": 20}] if params[0][0][2] == "EUR" else []
         if method == "model.product.product.search_read":
             known = {"P-1": 30, "P-2": 31}
-            return [{"id": known[c], "code": c, "sale_uom": 1, "default_uom": 1}
-                    for c in params[0][0][2] if c in known]
+            return [
+                {"id": known[c], "code": c, "sale_uom": 1, "default_uom": 1}
+                for c in params[0][0][2]
+                if c in known
+            ]
         if method == "model.sale.sale.search_read":
             reference = params[0][0][2]
-            return [{"id": i, "number": None, "state": "draft", "reference": reference}
-                    for i, s in sorted(self.sales.items()) if s["reference"] == reference]
+            return [
+                {"id": i, "number": None, "state": "draft", "reference": reference}
+                for i, s in sorted(self.sales.items())
+                if s["reference"] == reference
+            ]
         if method == "model.sale.sale.create":
             (values,) = params[0]
             if self.sneak_in_duplicate:  # another worker created it a moment earlier
@@ -107,10 +117,16 @@ def connector(erp: FakeTryton) -> TrytonConnector:
 
 def order(*codes: str, customer: str = "CUST-1", currency: str = "EUR") -> DraftOrder:
     return DraftOrder(
-        id=uuid.uuid4(), org_id=uuid.uuid4(), order_number="SO-9", customer_code=customer,
-        currency=currency, notes="note",
-        lines=tuple(OrderLine(n, code, Decimal(n), Decimal("1.50"), f"line {n}")
-                    for n, code in enumerate(codes or ("P-1", "P-2"), start=1)),
+        id=uuid.uuid4(),
+        org_id=uuid.uuid4(),
+        order_number="SO-9",
+        customer_code=customer,
+        currency=currency,
+        notes="note",
+        lines=tuple(
+            OrderLine(n, code, Decimal(n), Decimal("1.50"), f"line {n}")
+            for n, code in enumerate(codes or ("P-1", "P-2"), start=1)
+        ),
     )
 
 
@@ -203,8 +219,9 @@ def test_unknown_codes_are_rejected_permanently(
 def test_an_order_without_lines_is_rejected_before_calling_tryton(
     connector: TrytonConnector, erp: FakeTryton
 ) -> None:
-    draft = DraftOrder(id=uuid.uuid4(), org_id=uuid.uuid4(), order_number="SO-0",
-                       customer_code="CUST-1")
+    draft = DraftOrder(
+        id=uuid.uuid4(), org_id=uuid.uuid4(), order_number="SO-0", customer_code="CUST-1"
+    )
     with pytest.raises(ConnectorRejectedError) as excinfo:
         connector.export(draft, CONFIG)
     assert excinfo.value.stage == "document"

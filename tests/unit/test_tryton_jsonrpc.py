@@ -49,8 +49,9 @@ def opener_for(handler: Handler, calls: list[dict[str, Any]]) -> Any:
         assert isinstance(request.data, bytes)
         payload = json.loads(request.data)
         headers = {k.lower(): v for k, v in request.header_items()}
-        calls.append({"url": request.full_url, "payload": payload, "headers": headers,
-                      "timeout": timeout})
+        calls.append(
+            {"url": request.full_url, "payload": payload, "headers": headers, "timeout": timeout}
+        )
         answer = handler(request.full_url, payload, headers)
         if isinstance(answer, BaseException):
             raise answer
@@ -81,14 +82,22 @@ def server(handler: Handler | None = None) -> Handler:
 
 
 def client(handler: Handler, calls: list[dict[str, Any]] | None = None) -> TrytonClient:
-    return TrytonClient("http://erp.example:8000/", "db", timeout_s=3,
-                        opener=opener_for(handler, [] if calls is None else calls))
+    return TrytonClient(
+        "http://erp.example:8000/",
+        "db",
+        timeout_s=3,
+        opener=opener_for(handler, [] if calls is None else calls),
+    )
 
 
 def test_values_travel_in_trytons_class_form() -> None:
     assert encode_value(Decimal("2.50")) == {"__class__": "Decimal", "decimal": "2.50"}
     assert encode_value(datetime.date(2026, 1, 2)) == {
-        "__class__": "date", "year": 2026, "month": 1, "day": 2}
+        "__class__": "date",
+        "year": 2026,
+        "month": 1,
+        "day": 2,
+    }
     assert decode_value({"__class__": "Decimal", "decimal": "1.10"}) == Decimal("1.10")
     assert decode_value({"__class__": "bytes", "base64": "aGk="}) == b"hi"
     assert decode_value({"plain": 1}) == {"plain": 1}
@@ -135,8 +144,12 @@ def test_a_server_that_is_not_tryton_fails_at_the_version_stage() -> None:
         (http_error(404), ConnectorConfigError, False, "database"),
         (http_error(429), ConnectorTransientError, True, "auth"),
         (http_error(503), ConnectorTransientError, True, "auth"),
-        (urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
-         ConnectorTransientError, True, "reachable"),
+        (
+            urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
+            ConnectorTransientError,
+            True,
+            "reachable",
+        ),
         (TimeoutError("timed out"), ConnectorTransientError, True, "auth"),
     ],
     ids=["401", "404", "429", "503", "refused", "timeout"],
@@ -179,16 +192,29 @@ def test_a_user_warning_is_rejected_too_without_its_internal_name() -> None:
 
 
 def test_a_concurrency_exception_is_transient() -> None:
-    rpc = client(server(lambda url, payload, headers: {
-        "error": ["ConcurrencyException", "Records were modified in the meanwhile"]}))
+    rpc = client(
+        server(
+            lambda url, payload, headers: {
+                "error": ["ConcurrencyException", "Records were modified in the meanwhile"]
+            }
+        )
+    )
     rpc.login("admin", PASSWORD)
     with pytest.raises(ConnectorTransientError):
         rpc.model("sale.sale", "write", [1], {})
 
 
 def test_a_server_crash_is_permanent_and_quotes_only_the_first_line() -> None:
-    rpc = client(server(lambda url, payload, headers: {
-        "error": ["KeyError: 'x'\nmore", "Traceback (most recent call last):\n  secret path"]}))
+    rpc = client(
+        server(
+            lambda url, payload, headers: {
+                "error": [
+                    "KeyError: 'x'\nmore",
+                    "Traceback (most recent call last):\n  secret path",
+                ]
+            }
+        )
+    )
     rpc.login("admin", PASSWORD)
     with pytest.raises(ConnectorError) as excinfo:
         rpc.model("sale.sale", "create", [{}])

@@ -74,23 +74,52 @@ SALE_MODEL = "sale.sale"
 STAGE_CONFIG = "config"
 STAGE_DOCUMENT = "document"
 #: The checks of test_connection, in order.
-STAGES: tuple[str, ...] = (STAGE_CONFIG, STAGE_REACHABLE, STAGE_VERSION, STAGE_AUTH,
-                           STAGE_PERMISSION)
+STAGES: tuple[str, ...] = (
+    STAGE_CONFIG,
+    STAGE_REACHABLE,
+    STAGE_VERSION,
+    STAGE_AUTH,
+    STAGE_PERMISSION,
+)
 
 CONFIG_SCHEMA = ConfigSchema(
     fields=(
-        ConfigField("url", FieldType.STRING, required=True,
-                    description="Base URL of the Tryton server, e.g. http://erp.example.com:8000"),
-        ConfigField("database", FieldType.STRING, required=True,
-                    description="Name of the Tryton database"),
-        ConfigField("username", FieldType.STRING, required=True,
-                    description="Tryton login of the user that creates the sales"),
-        ConfigField("password", FieldType.STRING, required=True, secret=True,
-                    description="That user's password"),
-        ConfigField("timeout_s", FieldType.NUMBER, default=10, minimum=0.1, maximum=300,
-                    description="Timeout of each request, and of test_connection overall"),
-        ConfigField("language", FieldType.STRING, default="en",
-                    description="Language of the session (Tryton's error messages)"),
+        ConfigField(
+            "url",
+            FieldType.STRING,
+            required=True,
+            description="Base URL of the Tryton server, e.g. http://erp.example.com:8000",
+        ),
+        ConfigField(
+            "database", FieldType.STRING, required=True, description="Name of the Tryton database"
+        ),
+        ConfigField(
+            "username",
+            FieldType.STRING,
+            required=True,
+            description="Tryton login of the user that creates the sales",
+        ),
+        ConfigField(
+            "password",
+            FieldType.STRING,
+            required=True,
+            secret=True,
+            description="That user's password",
+        ),
+        ConfigField(
+            "timeout_s",
+            FieldType.NUMBER,
+            default=10,
+            minimum=0.1,
+            maximum=300,
+            description="Timeout of each request, and of test_connection overall",
+        ),
+        ConfigField(
+            "language",
+            FieldType.STRING,
+            default="en",
+            description="Language of the session (Tryton's error messages)",
+        ),
     )
 )
 
@@ -105,19 +134,33 @@ def config_errors(config: object) -> list[FieldError]:
     if "url" not in flagged and isinstance(url, str) and url:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            errors.append(FieldError("url", ErrorCode.INVALID,
-                                     "must be an http:// or https:// URL with a host"))
+            errors.append(
+                FieldError(
+                    "url", ErrorCode.INVALID, "must be an http:// or https:// URL with a host"
+                )
+            )
         elif parts.username is not None or parts.password is not None:
-            errors.append(FieldError("url", ErrorCode.INVALID,
-                                     "must not contain credentials (use username/password)"))
+            errors.append(
+                FieldError(
+                    "url", ErrorCode.INVALID, "must not contain credentials (use username/password)"
+                )
+            )
         elif parts.query or parts.fragment:
-            errors.append(FieldError("url", ErrorCode.INVALID,
-                                     "must not have a query or fragment"))
+            errors.append(FieldError("url", ErrorCode.INVALID, "must not have a query or fragment"))
     database = config.get("database")
-    if ("database" not in flagged and isinstance(database, str) and database
-            and ("/" in database or database != database.strip())):
-        errors.append(FieldError("database", ErrorCode.INVALID,
-                                     "must be a database name (no '/', no surrounding spaces)"))
+    if (
+        "database" not in flagged
+        and isinstance(database, str)
+        and database
+        and ("/" in database or database != database.strip())
+    ):
+        errors.append(
+            FieldError(
+                "database",
+                ErrorCode.INVALID,
+                "must be a database name (no '/', no surrounding spaces)",
+            )
+        )
     return errors
 
 
@@ -146,22 +189,26 @@ def _order_lines(draft_order: Any) -> list[_Line]:
     for index, line in enumerate(sorted(raw, key=lambda item: getattr(item, "line_no", 0))):
         code = getattr(line, "product_code", None)
         if not isinstance(code, str) or not code.strip():
-            raise ConnectorRejectedError(f"lines[{index}].product_code must be a non-empty string",
-                                         stage=STAGE_DOCUMENT)
+            raise ConnectorRejectedError(
+                f"lines[{index}].product_code must be a non-empty string", stage=STAGE_DOCUMENT
+            )
         try:
             quantity = Decimal(str(getattr(line, "quantity", None)))
             unit_price = Decimal(str(getattr(line, "unit_price", None)))
         except InvalidOperation:
-            raise ConnectorRejectedError(f"lines[{index}] quantity and unit_price must be numbers",
-                                         stage=STAGE_DOCUMENT) from None
+            raise ConnectorRejectedError(
+                f"lines[{index}] quantity and unit_price must be numbers", stage=STAGE_DOCUMENT
+            ) from None
         if not (quantity.is_finite() and unit_price.is_finite()):
-            raise ConnectorRejectedError(f"lines[{index}] amounts must be finite numbers",
-                                         stage=STAGE_DOCUMENT)
+            raise ConnectorRejectedError(
+                f"lines[{index}] amounts must be finite numbers", stage=STAGE_DOCUMENT
+            )
         description = getattr(line, "description", "") or ""
         lines.append(_Line(code, float(quantity), unit_price, str(description)))
     if not lines:
-        raise ConnectorRejectedError("A draft order without lines cannot become a sale",
-                                     stage=STAGE_DOCUMENT)
+        raise ConnectorRejectedError(
+            "A draft order without lines cannot become a sale", stage=STAGE_DOCUMENT
+        )
     return lines
 
 
@@ -203,8 +250,12 @@ class TrytonConnector(BaseConnector):
         return (str(cfg["url"]).rstrip("/"), str(cfg["database"]), str(cfg["username"]), digest)
 
     def _new_client(self, cfg: Mapping[str, Any]) -> TrytonClient:
-        return TrytonClient(str(cfg["url"]), str(cfg["database"]),
-                            timeout_s=float(cfg["timeout_s"]), opener=self._opener)
+        return TrytonClient(
+            str(cfg["url"]),
+            str(cfg["database"]),
+            timeout_s=float(cfg["timeout_s"]),
+            opener=self._opener,
+        )
 
     @contextmanager
     def _session(self, cfg: Mapping[str, Any]) -> Iterator[TrytonClient]:
@@ -214,8 +265,7 @@ class TrytonConnector(BaseConnector):
             client = self._sessions.pop(key, None)
         if client is None or not client.logged_in:
             client = self._new_client(cfg)
-            client.login(str(cfg["username"]), str(cfg["password"]),
-                         language=str(cfg["language"]))
+            client.login(str(cfg["username"]), str(cfg["password"]), language=str(cfg["language"]))
         try:
             yield client
         except BaseException:
@@ -262,8 +312,7 @@ class TrytonConnector(BaseConnector):
             sales = self._sales_with_reference(client, key)
             if sales and int(sales[0]["id"]) != sale_id:
                 client.model(SALE_MODEL, "delete", [sale_id])
-                self.logger.info("Deleted duplicate Tryton sale %d of export key %s",
-                                 sale_id, key)
+                self.logger.info("Deleted duplicate Tryton sale %d of export key %s", sale_id, key)
                 return self._result(cfg, draft_order, sales[0], created=False)
             sale = sales[0] if sales else {"id": sale_id, "number": None, "state": "draft"}
             self.logger.info("Created Tryton sale %d for export key %s", sale_id, key)
@@ -271,51 +320,62 @@ class TrytonConnector(BaseConnector):
 
     @staticmethod
     def _sales_with_reference(client: TrytonClient, key: str) -> list[dict[str, Any]]:
-        return client.search_read(SALE_MODEL, [("reference", "=", key)],
-                                  ["id", "number", "state", "reference"],
-                                  order=[("id", "ASC")])
+        return client.search_read(
+            SALE_MODEL,
+            [("reference", "=", key)],
+            ["id", "number", "state", "reference"],
+            order=[("id", "ASC")],
+        )
 
     def _sale_values(
         self, client: TrytonClient, draft_order: Any, key: str, lines: Sequence[_Line]
     ) -> dict[str, Any]:
         customer_code = getattr(draft_order, "customer_code", None)
         if not isinstance(customer_code, str) or not customer_code:
-            raise ConnectorRejectedError("customer_code must be a non-empty string",
-                                         stage=STAGE_DOCUMENT)
-        parties = client.search_read("party.party", [("code", "=", customer_code)], ["id"],
-                                     limit=2)
+            raise ConnectorRejectedError(
+                "customer_code must be a non-empty string", stage=STAGE_DOCUMENT
+            )
+        parties = client.search_read("party.party", [("code", "=", customer_code)], ["id"], limit=2)
         if len(parties) != 1:
             raise ConnectorRejectedError(
                 f"Tryton has {'no' if not parties else 'more than one'} customer party "
-                f"with code {customer_code!r}", stage=STAGE_EXPORT)
+                f"with code {customer_code!r}",
+                stage=STAGE_EXPORT,
+            )
         currency_code = str(getattr(draft_order, "currency", "") or "")
-        currencies = client.search_read("currency.currency", [("code", "=", currency_code)],
-                                        ["id"], limit=1)
+        currencies = client.search_read(
+            "currency.currency", [("code", "=", currency_code)], ["id"], limit=1
+        )
         if not currencies:
-            raise ConnectorRejectedError(f"Tryton has no currency {currency_code!r}",
-                                         stage=STAGE_EXPORT)
+            raise ConnectorRejectedError(
+                f"Tryton has no currency {currency_code!r}", stage=STAGE_EXPORT
+            )
         codes = sorted({line.product_code for line in lines})
-        products = client.search_read("product.product", [("code", "in", codes)],
-                                      ["id", "code", "sale_uom", "default_uom"])
+        products = client.search_read(
+            "product.product", [("code", "in", codes)], ["id", "code", "sale_uom", "default_uom"]
+        )
         by_code = {str(p["code"]): p for p in products}
         missing = [code for code in codes if code not in by_code]
         if missing:
             raise ConnectorRejectedError(
                 f"Tryton has no product with code {', '.join(map(repr, missing))}",
-                stage=STAGE_EXPORT)
+                stage=STAGE_EXPORT,
+            )
         sale_lines = []
         for sequence, line in enumerate(lines, start=1):
             product = by_code[line.product_code]
             unit = product.get("sale_uom") or product.get("default_uom")
-            sale_lines.append({
-                "sequence": sequence,
-                "type": "line",
-                "product": product["id"],
-                "quantity": line.quantity,
-                "unit": unit,
-                "unit_price": line.unit_price,
-                "description": line.description or None,
-            })
+            sale_lines.append(
+                {
+                    "sequence": sequence,
+                    "type": "line",
+                    "product": product["id"],
+                    "quantity": line.quantity,
+                    "unit": unit,
+                    "unit_price": line.unit_price,
+                    "description": line.description or None,
+                }
+            )
         return {
             "party": parties[0]["id"],
             "currency": currencies[0]["id"],
@@ -348,16 +408,19 @@ class TrytonConnector(BaseConnector):
     def test_connection(self, config: Mapping[str, Any]) -> TestResult:
         """Check config, reachability, version, login and permission; never raises."""
         return self.run_staged_test(
-            "tryton_connection_test", config,
-            lambda details, passed: self._run_checks(config, details, passed), STAGES,
+            "tryton_connection_test",
+            config,
+            lambda details, passed: self._run_checks(config, details, passed),
+            STAGES,
         )
 
     def _run_checks(
         self, config: Mapping[str, Any], details: dict[str, Any], passed: list[str]
     ) -> None:
         cfg = self.prepare_config(config)
-        details.update(url=str(cfg["url"]), database=str(cfg["database"]),
-                       username=str(cfg["username"]))
+        details.update(
+            url=str(cfg["url"]), database=str(cfg["database"]), username=str(cfg["username"])
+        )
         passed.append(STAGE_CONFIG)
         client = self._new_client(cfg)
         client.deadline = time.monotonic() + float(cfg["timeout_s"])
@@ -369,20 +432,24 @@ class TrytonConnector(BaseConnector):
         if series is None or series < MIN_SERIES:
             raise ConnectorConfigError(
                 f"Tryton series {version!r} is not supported (need "
-                f"{MIN_SERIES[0]}.{MIN_SERIES[1]} or later)", stage=STAGE_VERSION)
+                f"{MIN_SERIES[0]}.{MIN_SERIES[1]} or later)",
+                stage=STAGE_VERSION,
+            )
         passed.append(STAGE_VERSION)
 
         client.login(str(cfg["username"]), str(cfg["password"]), language=str(cfg["language"]))
         try:
             passed.append(STAGE_AUTH)
-            access = client.model("ir.model.access", "get_access", [SALE_MODEL],
-                                  stage=STAGE_PERMISSION)
+            access = client.model(
+                "ir.model.access", "get_access", [SALE_MODEL], stage=STAGE_PERMISSION
+            )
             rights = access.get(SALE_MODEL, {}) if isinstance(access, Mapping) else {}
             details["sale_access"] = {k: bool(v) for k, v in rights.items()}
             if not rights.get("read") or not rights.get("create"):
                 raise ConnectorConfigError(
                     f"Tryton user {cfg['username']!r} may not read and create {SALE_MODEL}",
-                    stage=STAGE_PERMISSION)
+                    stage=STAGE_PERMISSION,
+                )
             client.model(SALE_MODEL, "search", [], 0, 1, None, stage=STAGE_PERMISSION)
             passed.append(STAGE_PERMISSION)
         finally:

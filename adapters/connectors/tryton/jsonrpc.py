@@ -80,9 +80,7 @@ class TrytonUserError(ConnectorRejectedError):
     ``fault`` is Tryton's exception name (``"UserError"``, ``"UserWarning"``).
     """
 
-    def __init__(
-        self, message: str, *, stage: str | None = None, fault: str = "UserError"
-    ) -> None:
+    def __init__(self, message: str, *, stage: str | None = None, fault: str = "UserError") -> None:
         super().__init__(message, stage=stage)
         self.fault = fault
 
@@ -100,12 +98,18 @@ def encode_value(value: Any) -> Any:
     if isinstance(value, Decimal):
         return {"__class__": "Decimal", "decimal": str(value)}
     if isinstance(value, datetime.datetime):
-        return {"__class__": "datetime", "year": value.year, "month": value.month,
-                "day": value.day, "hour": value.hour, "minute": value.minute,
-                "second": value.second, "microsecond": value.microsecond}
+        return {
+            "__class__": "datetime",
+            "year": value.year,
+            "month": value.month,
+            "day": value.day,
+            "hour": value.hour,
+            "minute": value.minute,
+            "second": value.second,
+            "microsecond": value.microsecond,
+        }
     if isinstance(value, datetime.date):
-        return {"__class__": "date", "year": value.year, "month": value.month,
-                "day": value.day}
+        return {"__class__": "date", "year": value.year, "month": value.month, "day": value.day}
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     raise TypeError(f"cannot send a {type(value).__name__} to Tryton")
@@ -119,8 +123,15 @@ def decode_value(obj: dict[str, Any]) -> Any:
     if kind == "date":
         return datetime.date(obj["year"], obj["month"], obj["day"])
     if kind == "datetime":
-        return datetime.datetime(obj["year"], obj["month"], obj["day"], obj["hour"],
-                                 obj["minute"], obj["second"], obj.get("microsecond", 0))
+        return datetime.datetime(
+            obj["year"],
+            obj["month"],
+            obj["day"],
+            obj["hour"],
+            obj["minute"],
+            obj["second"],
+            obj.get("microsecond", 0),
+        )
     if kind == "bytes":
         return base64.b64decode(obj["base64"])
     return obj
@@ -151,8 +162,9 @@ class TrytonClient:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConnectorConfigError("Tryton url must be an http(s) URL with a host",
-                                       stage="config")
+            raise ConnectorConfigError(
+                "Tryton url must be an http(s) URL with a host", stage="config"
+            )
         self.base_url = url.rstrip("/")
         self.database = database
         self.timeout_s = timeout_s
@@ -177,11 +189,15 @@ class TrytonClient:
 
     def server_version(self) -> str:
         """Return the server's series (``"8.0"``); stage ``reachable`` / ``version`` on failure."""
-        result = self._post(f"{self.base_url}/rpc/", "common.server.version", [],
-                            stage=STAGE_REACHABLE)
+        result = self._post(
+            f"{self.base_url}/rpc/", "common.server.version", [], stage=STAGE_REACHABLE
+        )
         if not isinstance(result, str):
-            raise ConnectorError("The server's answer to common.server.version is not a "
-                                 "version string: is this a Tryton server?", stage=STAGE_VERSION)
+            raise ConnectorError(
+                "The server's answer to common.server.version is not a "
+                "version string: is this a Tryton server?",
+                stage=STAGE_VERSION,
+            )
         return result
 
     # -- session -----------------------------------------------------------------------
@@ -189,18 +205,23 @@ class TrytonClient:
     def login(self, username: str, password: str, *, language: str = "en") -> None:
         """Open a session and load the user's context; ``ConnectorConfigError`` if refused."""
         result = self._post(
-            self._db_url, "common.db.login", [username, {"password": password}, language],
+            self._db_url,
+            "common.db.login",
+            [username, {"password": password}, language],
             stage=STAGE_AUTH,
         )
-        if (not isinstance(result, list) or len(result) < 2
-                or not isinstance(result[0], int) or not isinstance(result[1], str)):
+        if (
+            not isinstance(result, list)
+            or len(result) < 2
+            or not isinstance(result[0], int)
+            or not isinstance(result[1], str)
+        ):
             raise ConnectorError("Unexpected answer to common.db.login", stage=STAGE_AUTH)
         user_id, session = result[0], result[1]
         token = base64.b64encode(f"{username}:{user_id}:{session}".encode()).decode("ascii")
         self._authorization = f"Session {token}"
         self.user_id = user_id
-        preferences = self.call("model.res.user.get_preferences", True, {},
-                                stage=STAGE_AUTH)
+        preferences = self.call("model.res.user.get_preferences", True, {}, stage=STAGE_AUTH)
         self.context = dict(preferences) if isinstance(preferences, Mapping) else {}
 
     def logout(self) -> None:
@@ -238,9 +259,16 @@ class TrytonClient:
         stage: str = STAGE_EXPORT,
     ) -> list[dict[str, Any]]:
         """Return ``fields`` of the records of ``model`` matching ``domain``."""
-        rows = self.model(model, "search_read", list(domain), 0, limit,
-                          [list(o) for o in order] if order else None, list(fields),
-                          stage=stage)
+        rows = self.model(
+            model,
+            "search_read",
+            list(domain),
+            0,
+            limit,
+            [list(o) for o in order] if order else None,
+            list(fields),
+            stage=stage,
+        )
         if not isinstance(rows, list):
             raise ConnectorError(f"Unexpected answer to {model}.search_read", stage=stage)
         return [row for row in rows if isinstance(row, dict)]
@@ -261,13 +289,15 @@ class TrytonClient:
 
     def _post(self, url: str, method: str, params: list[Any], *, stage: str) -> Any:
         self._request_id += 1
-        body = json.dumps({"id": self._request_id, "method": method, "params": params},
-                          default=encode_value).encode("utf-8")
+        body = json.dumps(
+            {"id": self._request_id, "method": method, "params": params}, default=encode_value
+        ).encode("utf-8")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._authorization is not None and method != "common.db.login":
             headers["Authorization"] = self._authorization
         request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in __init__
-            url, data=body, headers=headers, method="POST")
+            url, data=body, headers=headers, method="POST"
+        )
         try:
             with self._opener(request, self._timeout(stage)) as response:
                 payload = response.read()
@@ -287,12 +317,14 @@ class TrytonClient:
         try:
             reply = json.loads(payload, object_hook=decode_value)
         except ValueError:
-            raise ConnectorError(f"Tryton sent an answer to {method} that is not JSON",
-                                 stage=STAGE_VERSION if stage == STAGE_REACHABLE else stage
-                                 ) from None
+            raise ConnectorError(
+                f"Tryton sent an answer to {method} that is not JSON",
+                stage=STAGE_VERSION if stage == STAGE_REACHABLE else stage,
+            ) from None
         if not isinstance(reply, dict) or ("result" not in reply and "error" not in reply):
-            raise ConnectorError(f"Tryton sent a malformed JSON-RPC answer to {method}",
-                                 stage=stage)
+            raise ConnectorError(
+                f"Tryton sent a malformed JSON-RPC answer to {method}", stage=stage
+            )
         if reply.get("error") is not None:
             fault = self._fault(reply["error"], method, stage)
             if isinstance(fault, SessionExpiredError):
@@ -304,22 +336,26 @@ class TrytonClient:
         if code == 401:
             if method == "common.db.login":
                 return ConnectorConfigError(
-                    "Tryton refused the login (wrong username or password)", stage=STAGE_AUTH)
+                    "Tryton refused the login (wrong username or password)", stage=STAGE_AUTH
+                )
             self._authorization = None  # the session expired: the caller may log in again
             return SessionExpiredError("The Tryton session expired", stage=STAGE_AUTH)
         if code == 403:
             return ConnectorConfigError(
-                f"Tryton does not allow {method} for this user (HTTP 403)",
-                stage=STAGE_PERMISSION)
+                f"Tryton does not allow {method} for this user (HTTP 403)", stage=STAGE_PERMISSION
+            )
         if code == 404:
             return ConnectorConfigError(
-                f"Tryton has no database {self.database!r} (HTTP 404)", stage=STAGE_DATABASE)
+                f"Tryton has no database {self.database!r} (HTTP 404)", stage=STAGE_DATABASE
+            )
         if code == 429:
             return ConnectorTransientError(
-                "Tryton refused the request: too many requests (HTTP 429)", stage=stage)
+                "Tryton refused the request: too many requests (HTTP 429)", stage=stage
+            )
         if code >= 500:
             return ConnectorTransientError(
-                f"Tryton failed with HTTP {code} on {method}", stage=stage)
+                f"Tryton failed with HTTP {code} on {method}", stage=stage
+            )
         return ConnectorError(f"Tryton answered HTTP {code} to {method}", stage=stage)
 
     @staticmethod
@@ -337,17 +373,19 @@ class TrytonClient:
                     return SessionExpiredError(
                         f"The Tryton session vanished during {method}", stage=STAGE_AUTH
                     )
-                return TrytonUserError(f"Tryton refused {method}: {_clip(message)}",
-                                       stage=stage, fault=name)
+                return TrytonUserError(
+                    f"Tryton refused {method}: {_clip(message)}", stage=stage, fault=name
+                )
             if name == "ConcurrencyException":
                 return ConnectorTransientError(
-                    f"Tryton reported a concurrent change during {method}", stage=stage)
+                    f"Tryton reported a concurrent change during {method}", stage=stage
+                )
             if name == "LoginException":
                 return ConnectorConfigError(
-                    "Tryton asks for more login parameters than a password", stage=STAGE_AUTH)
+                    "Tryton asks for more login parameters than a password", stage=STAGE_AUTH
+                )
             first_line = name.splitlines()[0] if name else "unknown error"
-            return ConnectorError(f"Tryton failed on {method}: {_clip(first_line)}",
-                                  stage=stage)
+            return ConnectorError(f"Tryton failed on {method}: {_clip(first_line)}", stage=stage)
         return ConnectorError(f"Tryton failed on {method}", stage=stage)
 
 

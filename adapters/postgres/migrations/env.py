@@ -19,13 +19,13 @@ target_metadata = Base.metadata
 
 
 def _database_url() -> str:
-    url = config.get_main_option("sqlalchemy.url") or context.get_x_argument(
-        as_dictionary=True
-    ).get("database_url") or os.environ.get("DATABASE_URL")
+    url = (
+        config.get_main_option("sqlalchemy.url")
+        or context.get_x_argument(as_dictionary=True).get("database_url")
+        or os.environ.get("DATABASE_URL")
+    )
     if not url:
-        raise RuntimeError(
-            "No database URL: pass -x database_url=... or set DATABASE_URL"
-        )
+        raise RuntimeError("No database URL: pass -x database_url=... or set DATABASE_URL")
     return url
 
 

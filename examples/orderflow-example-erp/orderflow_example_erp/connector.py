@@ -54,10 +54,19 @@ class FileErpConnector(BaseConnector):
     connector_type = CONNECTOR_TYPE
     config_schema = ConfigSchema(
         fields=(
-            ConfigField("directory", FieldType.STRING, required=True,
-                        description="Directory of the file ERP"),
-            ConfigField("api_key", FieldType.STRING, required=True, secret=True,
-                        description="API key the ERP accepts"),
+            ConfigField(
+                "directory",
+                FieldType.STRING,
+                required=True,
+                description="Directory of the file ERP",
+            ),
+            ConfigField(
+                "api_key",
+                FieldType.STRING,
+                required=True,
+                secret=True,
+                description="API key the ERP accepts",
+            ),
         )
     )
 
@@ -67,11 +76,11 @@ class FileErpConnector(BaseConnector):
         try:
             erp = json.loads((directory / "erp.json").read_text())
         except FileNotFoundError:
-            raise ConnectorConfigError("No file ERP in that directory",
-                                       stage="reachable") from None
+            raise ConnectorConfigError("No file ERP in that directory", stage="reachable") from None
         except OSError as exc:
-            raise ConnectorTransientError(f"File ERP unavailable ({type(exc).__name__})",
-                                          stage="reachable") from None
+            raise ConnectorTransientError(
+                f"File ERP unavailable ({type(exc).__name__})", stage="reachable"
+            ) from None
         if not hmac.compare_digest(erp["api_key_sha256"], _digest(cfg["api_key"])):
             raise ConnectorConfigError("The file ERP refused the API key", stage="auth")
         return directory
@@ -82,17 +91,25 @@ class FileErpConnector(BaseConnector):
         key = export_key(draft_order.org_id, draft_order.id)
         target = directory / "orders" / f"{_digest(key)}.json"
         if not target.exists():
-            document = {"reference": key, "order_number": draft_order.order_number,
-                        "customer": draft_order.customer_code,
-                        "lines": [[line.product_code, str(line.quantity), str(line.unit_price)]
-                                  for line in draft_order.lines]}
+            document = {
+                "reference": key,
+                "order_number": draft_order.order_number,
+                "customer": draft_order.customer_code,
+                "lines": [
+                    [line.product_code, str(line.quantity), str(line.unit_price)]
+                    for line in draft_order.lines
+                ],
+            }
             handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
             with os.fdopen(handle, "w") as file:
                 json.dump(document, file)
             os.replace(temporary, target)
-        return ExportResult(success=True, export_id=draft_order.id,
-                            storage_key=f"orders/{target.name}",
-                            connector_metadata={"erp_reference": key})
+        return ExportResult(
+            success=True,
+            export_id=draft_order.id,
+            storage_key=f"orders/{target.name}",
+            connector_metadata={"erp_reference": key},
+        )
 
     def test_connection(self, config: Mapping[str, Any]) -> TestResult:
         """Check the config, that the ERP exists and that it accepts the key."""
@@ -100,7 +117,10 @@ class FileErpConnector(BaseConnector):
             try:
                 self._login(config)
             except ConnectorError as exc:
-                return self.build_test_result(False, timer.latency_ms,
-                                              self.safe_message(exc.message, config),
-                                              stage=exc.stage or "config")
+                return self.build_test_result(
+                    False,
+                    timer.latency_ms,
+                    self.safe_message(exc.message, config),
+                    stage=exc.stage or "config",
+                )
             return self.build_test_result(True, timer.latency_ms)

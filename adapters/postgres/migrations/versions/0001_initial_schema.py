@@ -39,9 +39,7 @@ def upgrade() -> None:
         sa.Column("last_test_at", _TIMESTAMPTZ, nullable=True),
         *_timestamps(),
         sa.PrimaryKeyConstraint("id", name="erp_connection_pkey"),
-        sa.CheckConstraint(
-            "status IN ('ACTIVE', 'DISABLED')", name="ck_erp_connection_status"
-        ),
+        sa.CheckConstraint("status IN ('ACTIVE', 'DISABLED')", name="ck_erp_connection_status"),
     )
     # One ACTIVE connection per organisation (see adapters/postgres/models.py).
     op.create_index(
