@@ -27,12 +27,10 @@ millisecond truncation moves up to 1 ms between neighbouring hops.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
 
 from bench.stats import latency_summary
 
@@ -85,12 +83,11 @@ def _epoch(value: datetime | None) -> float | None:
 
 def database_stamps(database_url: str, org_id: uuid.UUID) -> Stamps:
     """``request_marked``, ``claimed``, ``outcome`` and ``result_marked`` of ``org_id``'s orders."""
-    from adapters.postgres.outbox_relay import psycopg2_dsn
+    from bench.workload import connect
 
-    psycopg2: Any = importlib.import_module("psycopg2")
     stamps: Stamps = {"request_marked": {}, "result_marked": {}, "claimed": {}, "outcome": {}}
     marked = {"PushRequested": "request_marked", "PushResult": "result_marked"}
-    conn = psycopg2.connect(**psycopg2_dsn(database_url))
+    conn = connect(database_url)
     try:
         with conn.cursor() as cur:
             cur.execute(

@@ -90,7 +90,9 @@ class KafkaEventSink:
         queue_full_timeout: float = 30.0,
         queue_full_poll: float = 0.05,
     ) -> None:
+        from adapters.kafka.errors import KafkaErrorInfo
         from adapters.kafka.logs import ErrorReporter
+        from adapters.kafka.producer import UNCONFIRMED_DELIVERY
 
         if client is None:
             from confluent_kafka import Producer
@@ -114,9 +116,9 @@ class KafkaEventSink:
             elif err is None:
                 # Seen on real brokers right after a topic was created: "delivered",
                 # no offset, and the record not in the log. Re-sent, never lost.
-                failed(Delivery(token, False, "UNCONFIRMED_DELIVERY"))
+                failed(Delivery(token, False, UNCONFIRMED_DELIVERY.name))
             else:
-                failed(Delivery(token, False, f"{err.name()}: {err.str()}"))
+                failed(Delivery(token, False, str(KafkaErrorInfo.from_kafka_error(err))))
 
         self._delivered = delivered
 
@@ -217,10 +219,9 @@ def _text_headers(headers: object) -> dict[str, str] | None:
 
 def _kafka_reason(exc: BaseException) -> str:
     """``NAME: reason`` of the KafkaError a KafkaException carries (else the exception)."""
-    err: Any = exc.args[0] if exc.args else None
-    if hasattr(err, "name") and hasattr(err, "str"):
-        return f"{err.name()}: {err.str()}"
-    return f"{type(exc).__name__}: {exc}"
+    from adapters.kafka.errors import KafkaErrorInfo
+
+    return str(KafkaErrorInfo.from_exception(exc))
 
 
 def event_encoder(

@@ -36,17 +36,15 @@ from typing import Literal
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from adapters.postgres.models import ORDER_NUMBER_CONSTRAINT
+from adapters.postgres.models import DRAFT_ORDER_PKEY, ORDER_NUMBER_CONSTRAINT
 from adapters.postgres.repositories import (
     OutboxValueEncoder,
     SqlDraftOrderStore,
     SqlOutboxStore,
+    constraint_name,
 )
 from domain.model import DraftOrder, DraftOrderStatus
 from domain.records import OutboxEvent, order_line_to_json
-
-#: Name of ``draft_order``'s primary key (PostgreSQL's default name).
-DRAFT_ORDER_PKEY = "draft_order_pkey"
 
 # psycopg2 ``pyformat`` parameters. Ids and JSON are sent as text and cast on the
 # server: no per-call type adaptation in Python. ``value`` and ``published_at`` are
@@ -183,7 +181,7 @@ def write_approval(
     try:
         sequence_id = connection.exec_driver_sql(_APPROVE_SQL, params).scalar()
     except IntegrityError as exc:
-        constraint = _constraint_name(exc)
+        constraint = constraint_name(exc)
         if constraint != ORDER_NUMBER_CONSTRAINT:
             raise
         # The failed statement aborted the transaction; the lookup needs a new one.
@@ -194,12 +192,6 @@ def write_approval(
     if sequence_id is not None:
         return event.stored_as(int(sequence_id), value)
     return _why_not_written(session, order)
-
-
-def _constraint_name(exc: IntegrityError) -> str | None:
-    """The violated constraint's name, as psycopg2 reports it."""
-    name = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-    return name if isinstance(name, str) else None
 
 
 def _namesake(session: Session, order: DraftOrder) -> uuid.UUID | None:

@@ -53,6 +53,8 @@ IDEMPOTENCY_INDEX = "idx_erp_push_log_idempotency"
 ACTIVE_CONNECTION_INDEX = "idx_erp_connection_active_org"
 #: Name of the unique constraint on (org_id, order_number) of ``draft_order``.
 ORDER_NUMBER_CONSTRAINT = "uq_draft_order_org_order_number"
+#: Name of ``draft_order``'s primary key (PostgreSQL's default name).
+DRAFT_ORDER_PKEY = "draft_order_pkey"
 
 
 class Base(DeclarativeBase):

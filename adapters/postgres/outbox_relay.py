@@ -137,6 +137,25 @@ def psycopg2_dsn(database_url: str) -> dict[str, Any]:
     return kwargs
 
 
+def session_dsn(
+    database_url: str, *, connect_timeout_s: int = 5, application_name: str | None = None
+) -> dict[str, Any]:
+    """Connect kwargs of a long-lived dedicated session (relay, push-log writers).
+
+    A bounded connect, and TCP keepalives: a server that vanished without a FIN
+    is noticed in ~25 s even while the session only waits.
+    """
+    dsn = psycopg2_dsn(database_url)
+    dsn.setdefault("connect_timeout", connect_timeout_s)
+    if application_name is not None:
+        dsn.setdefault("application_name", application_name)
+    dsn.setdefault("keepalives", 1)
+    dsn.setdefault("keepalives_idle", 10)
+    dsn.setdefault("keepalives_interval", 5)
+    dsn.setdefault("keepalives_count", 3)
+    return dsn
+
+
 class PgOutboxRelayStore:
     """The relay's PostgreSQL session (implements ``producer.relay.OutboxSource``).
 
@@ -154,15 +173,9 @@ class PgOutboxRelayStore:
         application_name: str = RELAY_APPLICATION_NAME,
         connect: Callable[..., Any] | None = None,
     ) -> None:
-        self._dsn = psycopg2_dsn(database_url)
-        self._dsn.setdefault("connect_timeout", connect_timeout_s)
-        self._dsn.setdefault("application_name", application_name)
-        # TCP keepalives: a server that vanished without a FIN is noticed in
-        # ~25 s even while the relay only waits for notifications.
-        self._dsn.setdefault("keepalives", 1)
-        self._dsn.setdefault("keepalives_idle", 10)
-        self._dsn.setdefault("keepalives_interval", 5)
-        self._dsn.setdefault("keepalives_count", 3)
+        self._dsn = session_dsn(
+            database_url, connect_timeout_s=connect_timeout_s, application_name=application_name
+        )
         # _bytea relies on the hex output format (the default; pinned here, no statement).
         options = self._dsn.get("options", "")
         self._dsn["options"] = f"{options} -c bytea_output=hex".strip()

@@ -34,8 +34,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
+from adapters.postgres.outbox_relay import session_dsn
 from domain.model import ConnectionStatus
 from domain.push_writes import ClaimGrant, ClaimRequest, OutcomeWrite
 from domain.records import ConnectionRecord
@@ -120,12 +119,6 @@ SELECT id FROM upd
 """
 
 
-def libpq_dsn(database_url: str) -> str:
-    """The libpq connection string of a SQLAlchemy URL (``postgresql+psycopg2://...``)."""
-    url = make_url(database_url)
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -148,7 +141,7 @@ class PushLogBatchWriter:
     """
 
     def __init__(self, database_url: str) -> None:
-        self._dsn = libpq_dsn(database_url)
+        self._dsn = session_dsn(database_url)
         self._conn: Any = None
         self._lock = threading.Lock()
 
@@ -158,7 +151,7 @@ class PushLogBatchWriter:
     def _connection(self) -> Any:
         conn = self._conn
         if conn is None or conn.closed:
-            conn = psycopg2.connect(self._dsn)
+            conn = psycopg2.connect(**self._dsn)
             # One statement per batch: autocommit makes it its own transaction,
             # without a BEGIN/COMMIT round trip around it.
             conn.autocommit = True

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from adapters.postgres.models import (
     ACTIVE_CONNECTION_INDEX,
+    DRAFT_ORDER_PKEY,
     ORDER_NUMBER_CONSTRAINT,
     DraftOrderRow,
     ERPConnection,
@@ -42,7 +43,7 @@ from domain.records import (
 from domain.repositories import DuplicateKeyError
 
 
-def _constraint_name(exc: IntegrityError) -> str | None:
+def constraint_name(exc: IntegrityError) -> str | None:
     """Return the name of the violated constraint, as psycopg2 reports it."""
     diag = getattr(exc.orig, "diag", None)
     name = getattr(diag, "constraint_name", None)
@@ -116,7 +117,7 @@ class SqlConnectionStore:
                 self._session.add(row)
                 self._session.flush()
         except IntegrityError as exc:
-            constraint = _constraint_name(exc)
+            constraint = constraint_name(exc)
             if constraint == ACTIVE_CONNECTION_INDEX:
                 raise DuplicateKeyError(
                     f"Organisation {record.org_id} already has an active ERP connection",
@@ -399,13 +400,13 @@ class SqlDraftOrderStore:
                 self._session.add(row)
                 self._session.flush()
         except IntegrityError as exc:
-            constraint = _constraint_name(exc)
+            constraint = constraint_name(exc)
             if constraint == ORDER_NUMBER_CONSTRAINT:
                 message = (
                     f"Order number {order.order_number!r} is already used "
                     f"in organisation {order.org_id}"
                 )
-            elif constraint == "draft_order_pkey":
+            elif constraint == DRAFT_ORDER_PKEY:
                 message = f"Draft order {order.id} already exists"
             else:
                 raise
