@@ -12,12 +12,13 @@ commit together, and a record counts as complete only after that commit.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
 from consumer.group_commit import GroupCommitter
 from consumer.push_attempt import AttemptOutcome
-from domain.push_writes import ClaimGrant, ClaimRequest, EncodedEvent, OutcomeWrite
+from domain.push_writes import ClaimGrant, ClaimRequest, OutcomeWrite
 from domain.records import OutboxEvent, PushLogEntry
 
 #: Encodes an outbox event's Kafka value as it is written (``None``: the relay encodes it).
@@ -85,7 +86,7 @@ class BatchedPushLog:
         """Record ``outcome`` of the claimed ``entry`` with ``events``; False if superseded."""
         encoder = self._encoder
         encoded = [
-            EncodedEvent(e, e.value if e.value is not None or encoder is None else encoder(e))
+            e if e.value is not None or encoder is None else replace(e, value=encoder(e))
             for e in events
         ]
         return self._outcomes.call(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -48,14 +48,6 @@ class ClaimGrant:
 
 
 @dataclass(frozen=True, slots=True)
-class EncodedEvent:
-    """An outbox event with its Kafka value already encoded by the writer."""
-
-    event: OutboxEvent
-    value: bytes | None = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
 class OutcomeWrite:
     """Record a claimed attempt's outcome and write its outbox events, atomically.
 
@@ -70,4 +62,5 @@ class OutcomeWrite:
     response_json: dict[str, Any] | None = None
     error_message: str | None = None
     latency_ms: int | None = None
-    events: Sequence[EncodedEvent] = ()
+    #: With their Kafka ``value`` already encoded (``None``: the relay encodes it).
+    events: Sequence[OutboxEvent] = ()

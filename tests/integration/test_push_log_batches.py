@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,7 +23,7 @@ from consumer.batched_push_log import BatchedPushLog
 from consumer.group_commit import GroupCommitError
 from consumer.push_attempt import AttemptOutcome
 from domain.model import PushStatus
-from domain.push_writes import ClaimRequest, EncodedEvent, OutcomeWrite
+from domain.push_writes import ClaimRequest, OutcomeWrite
 from domain.records import AGGREGATE_DRAFT_ORDER, OutboxEvent, PushLogEntry
 
 pytestmark = pytest.mark.integration
@@ -78,18 +79,16 @@ def rows(engine: Engine, sql: str, **params: object) -> list[tuple[object, ...]]
         return [tuple(r) for r in conn.execute(text(sql), params)]
 
 
-def event(order: uuid.UUID, org: uuid.UUID, n: int) -> EncodedEvent:
-    return EncodedEvent(
-        OutboxEvent(
-            event_id=uuid.uuid4(),
-            aggregate_type=AGGREGATE_DRAFT_ORDER,
-            aggregate_id=order,
-            org_id=org,
-            event_type="PushResult",
-            payload={"n": n, "text": "caf\u00e9 'quoted' \"x\""},
-            headers={"event_type": "PushResult", "n": str(n)},
-            created_at=NOW,
-        ),
+def event(order: uuid.UUID, org: uuid.UUID, n: int) -> OutboxEvent:
+    return OutboxEvent(
+        event_id=uuid.uuid4(),
+        aggregate_type=AGGREGATE_DRAFT_ORDER,
+        aggregate_id=order,
+        org_id=org,
+        event_type="PushResult",
+        payload={"n": n, "text": "caf\u00e9 'quoted' \"x\""},
+        headers={"event_type": "PushResult", "n": str(n)},
+        created_at=NOW,
         value=b"\x00\x01value-" + str(n).encode(),
     )
 
@@ -267,11 +266,11 @@ def test_outcomes_and_their_events_are_written_only_for_pending_rows(
     )
     assert [(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in stored] == [  # type: ignore[arg-type]
         (
-            e.event.event_id,
-            e.event.aggregate_id,
+            e.event_id,
+            e.aggregate_id,
             "PushResult",
-            e.event.payload,
-            e.event.headers,
+            e.payload,
+            e.headers,
             e.value,
         )
         for e in live_events
@@ -320,7 +319,7 @@ def test_concurrent_threads_claim_and_record_through_shared_batches(
             grant = batched.claim(entry)
             assert grant.claimed and grant.connection is not None
             outcome = AttemptOutcome(PushStatus.SUCCESS, response_json={"ok": True}, latency_ms=1)
-            result = event(order, org, 0).event
+            result = replace(event(order, org, 0), value=None)  # the encoder fills it
             assert batched.record(entry, outcome, [result], NOW)
             # The same key again is not claimed the quick way (the full logic decides).
             assert not batched.claim(pending(org, order)).claimed
