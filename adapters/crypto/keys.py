@@ -1,5 +1,7 @@
 """Master keys: parsing ``ENCRYPTION_MASTER_KEY`` and the keyring used for rotation.
 
+Also the one encryption setting besides keys, ``ENCRYPTION_REQUIRE_BOUND``.
+
 One key encrypts (the primary, ``ENCRYPTION_MASTER_KEY``); any key in the
 keyring decrypts (the primary plus ``ENCRYPTION_OLD_KEYS``, comma separated),
 so keys can be rotated without downtime. A key is known by its key id: the
@@ -19,6 +21,7 @@ from domain.errors import OrderFlowError
 
 MASTER_KEY_ENV = "ENCRYPTION_MASTER_KEY"
 OLD_KEYS_ENV = "ENCRYPTION_OLD_KEYS"
+REQUIRE_BOUND_ENV = "ENCRYPTION_REQUIRE_BOUND"
 KEY_BYTES = 32
 KEY_ID_BYTES = 4
 
@@ -29,6 +32,30 @@ class EncryptionError(OrderFlowError):
 
 class MasterKeyError(EncryptionError):
     """A master key is missing or malformed."""
+
+
+class EncryptionSettingError(EncryptionError):
+    """An encryption setting other than a key (``ENCRYPTION_REQUIRE_BOUND``) is malformed."""
+
+
+class UnboundConfigError(EncryptionError):
+    """``ENCRYPTION_REQUIRE_BOUND=1`` refused to make or read an unbound config blob."""
+
+
+def parse_require_bound(text: str | None) -> bool:
+    """Read ``ENCRYPTION_REQUIRE_BOUND``: unset, empty or ``0`` is off, ``1`` is on.
+
+    Anything else is refused rather than read as off: a typo must not
+    silently weaken a setting that someone turned on to be strict.
+    """
+    value = (text or "").strip()
+    if value in ("", "0"):
+        return False
+    if value == "1":
+        return True
+    raise EncryptionSettingError(
+        f"{REQUIRE_BOUND_ENV} must be 0 or 1 (or unset), got {value[:32]!r}"
+    )
 
 
 def generate_master_key() -> str:

@@ -1,5 +1,9 @@
 """AES-256-GCM config encryption: blob layout, tamper detection, context binding, rotation.
 
+Bound blobs (made with org_id and connector_type) open only in their context; unbound
+ones (the seed's ``encrypt_config(config)``) open anywhere; the header's form byte says
+which and is authenticated. Format 1 blobs written before the form byte keep opening.
+
 Every failure must be an ``EncryptionError`` whose text carries the seed's phrase
 "authentication tag verification failed" (so operators can grep for it) and never any
 key material or config value.
@@ -48,8 +52,10 @@ SECRET = "pa55-W0rd-never-in-any-message"
 CONFIG: dict[str, Any] = {"host": "sftp.example.com", "port": 22, "password": SECRET}
 
 
-def cipher(primary: str, *older: str) -> ConfigCipher:
-    return ConfigCipher(MasterKeyring.from_hex(primary, ",".join(older) or None))
+def cipher(primary: str, *older: str, require_bound: bool = False) -> ConfigCipher:
+    return ConfigCipher(
+        MasterKeyring.from_hex(primary, ",".join(older) or None), require_bound=require_bound
+    )
 
 
 def encrypt(c: ConfigCipher, config: dict[str, Any] | None = None) -> bytes:
@@ -93,28 +99,46 @@ def test_blob_layout() -> None:
     c = cipher(KEY_A)
     blob = encrypt(c)
     assert blob[:3] == b"OFC" == MAGIC
-    assert blob[3] == 1 == FORMAT_VERSION
-    assert blob[4:8] == key_id_of(bytes.fromhex(KEY_A)) == blob_key_id(blob)
-    assert HEADER_BYTES == 8
-    assert len(blob) == 3 + 1 + 4 + 12 + len(canonical(CONFIG)) + 16
+    assert blob[3] == 2 == FORMAT_VERSION
+    assert blob[4] == 0x01  # bound
+    assert blob[5:9] == key_id_of(bytes.fromhex(KEY_A)) == blob_key_id(blob)
+    assert HEADER_BYTES == 9
+    assert len(blob) == 3 + 1 + 1 + 4 + 12 + len(canonical(CONFIG)) + 16
     assert SECRET.encode() not in blob
+
+
+def test_unbound_blob_layout() -> None:
+    blob = cipher(KEY_A).encrypt_config(CONFIG)
+    assert blob[:5] == b"OFC\x02\x00"
+    assert blob[5:9] == key_id_of(bytes.fromhex(KEY_A)) == blob_key_id(blob)
+    assert len(blob) == 9 + 12 + len(canonical(CONFIG)) + 16
 
 
 def test_blob_is_standard_aes_256_gcm_over_header_and_context() -> None:
     """Decrypt with the cryptography library directly: nonce after header, tag at the end."""
     blob = encrypt(cipher(KEY_A))
-    header, nonce = blob[:8], blob[8 : 8 + NONCE_BYTES]
-    plaintext = AESGCM(bytes.fromhex(KEY_A)).decrypt(
-        nonce, blob[8 + NONCE_BYTES :], associated_data(header, ORG, CTYPE)
-    )
+    header, nonce = blob[:9], blob[9 : 9 + NONCE_BYTES]
+    aad = b"orderflow/erp_connection/v2\x00" + header + str(ORG).encode() + b"\x00" + CTYPE.encode()
+    assert associated_data(header, ORG, CTYPE) == aad
+    plaintext = AESGCM(bytes.fromhex(KEY_A)).decrypt(nonce, blob[9 + NONCE_BYTES :], aad)
     assert plaintext == canonical(CONFIG)
-    assert len(blob) - 8 - NONCE_BYTES - len(plaintext) == TAG_BYTES == 16
+    assert len(blob) - 9 - NONCE_BYTES - len(plaintext) == TAG_BYTES == 16
+
+
+def test_unbound_blob_associated_data_is_the_header_alone() -> None:
+    blob = cipher(KEY_A).encrypt_config(CONFIG)
+    header, nonce = blob[:9], blob[9 : 9 + NONCE_BYTES]
+    aad = b"orderflow/erp_connection/v2\x00" + header
+    # Whatever context a caller names, an unbound blob's associated data ignores it.
+    assert associated_data(header, None, None) == aad == associated_data(header, ORG, CTYPE)
+    plaintext = AESGCM(bytes.fromhex(KEY_A)).decrypt(nonce, blob[9 + NONCE_BYTES :], aad)
+    assert plaintext == canonical(CONFIG)
 
 
 def test_nonces_differ_between_two_encryptions() -> None:
     c = cipher(KEY_A)
     first, second = encrypt(c), encrypt(c)
-    assert first[8:20] != second[8:20]
+    assert first[9:21] != second[9:21]
     assert first != second
     assert decrypt(c, first) == decrypt(c, second) == CONFIG
 
@@ -124,7 +148,7 @@ def test_nonces_differ_between_two_encryptions() -> None:
 def test_round_trip_of_any_json_config(config: dict[str, Any]) -> None:
     c = cipher(KEY_A)
     blob = encrypt(c, config)
-    assert len(blob) == 20 + len(canonical(config)) + 16
+    assert len(blob) == 21 + len(canonical(config)) + 16
     assert decrypt(c, blob) == config
 
 
@@ -138,6 +162,7 @@ def test_ids_are_normalised_for_the_binding() -> None:
 # --- tampering --------------------------------------------------------------------------
 
 _BLOB = encrypt(cipher(KEY_A))
+_CORRUPTED = f"{TAG_FAILED} (data corrupted, or bound to another organisation or connector type)"
 
 
 def _expected_failure(position: int, flipped: bytes) -> str:
@@ -146,9 +171,13 @@ def _expected_failure(position: int, flipped: bytes) -> str:
         return f"{TAG_FAILED}: not an OrderFlow encrypted config (bad header)"
     if position == 3:
         return f"{TAG_FAILED}: unsupported encrypted config format version {flipped[3]}"
-    if position < 8:
-        return f"{TAG_FAILED}: no configured key has id {flipped[4:8].hex()}"
-    return f"{TAG_FAILED} (data corrupted, or bound to another organisation or connector type)"
+    if position == 4 and flipped[4] > 1:
+        return f"{TAG_FAILED}: unknown encrypted config form {flipped[4]}"
+    if position == 4:  # now says unbound: the header is in the associated data
+        return _CORRUPTED
+    if position < 9:
+        return f"{TAG_FAILED}: no configured key has id {flipped[5:9].hex()}"
+    return _CORRUPTED
 
 
 @settings(max_examples=300)
@@ -165,7 +194,7 @@ def test_any_single_bit_flip_fails_authentication(position: int, bit: int) -> No
     assert KEY_A not in message
 
 
-@pytest.mark.parametrize("position", [0, 3, 5, 10, len(_BLOB) // 2, len(_BLOB) - 1])
+@pytest.mark.parametrize("position", [0, 3, 4, 5, 10, len(_BLOB) // 2, len(_BLOB) - 1])
 def test_every_region_of_the_blob_is_covered(position: int) -> None:
     flipped = bytearray(_BLOB)
     flipped[position] ^= 0x80
@@ -173,7 +202,7 @@ def test_every_region_of_the_blob_is_covered(position: int) -> None:
         decrypt(cipher(KEY_A), bytes(flipped))
 
 
-@pytest.mark.parametrize("length", [0, 1, 8, 20, 35])
+@pytest.mark.parametrize("length", [0, 1, 4, 8, 9, 20, 36])
 def test_truncated_blob_is_a_bad_header(length: int) -> None:
     with pytest.raises(EncryptionError, match=r"\(bad header\)$"):
         decrypt(cipher(KEY_A), _BLOB[:length])
@@ -211,7 +240,7 @@ def test_authentic_blob_with_bad_content_is_an_encryption_error(
 ) -> None:
     """A blob that verifies but holds no JSON object (a foreign writer) is still reported."""
     key = bytes.fromhex(KEY_A)
-    header = MAGIC + bytes([FORMAT_VERSION]) + key_id_of(key)
+    header = MAGIC + bytes([FORMAT_VERSION, 0x01]) + key_id_of(key)
     nonce = b"\x01" * NONCE_BYTES
     sealed = AESGCM(key).encrypt(nonce, plaintext, associated_data(header, ORG, CTYPE))
     blob = header + nonce + sealed
@@ -236,14 +265,11 @@ def test_blob_moved_to_another_connector_type_fails() -> None:
         c.decrypt_config(encrypt(c), org_id=ORG, connector_type="MOCK")
 
 
-def test_bound_blob_does_not_decrypt_without_context_and_vice_versa() -> None:
+def test_bound_blob_does_not_decrypt_without_context() -> None:
     c = cipher(KEY_A)
-    with pytest.raises(EncryptionError, match=f"^{TAG_FAILED}"):
+    with pytest.raises(EncryptionError, match=f"^{TAG_FAILED}") as excinfo:
         c.decrypt_config(encrypt(c))
-    unbound = c.encrypt_config(CONFIG)
-    assert c.decrypt_config(unbound) == CONFIG
-    with pytest.raises(EncryptionError, match=f"^{TAG_FAILED}"):
-        decrypt(c, unbound)
+    assert "pass org_id and connector_type" in str(excinfo.value)
 
 
 # --- keys -------------------------------------------------------------------------------

@@ -153,4 +153,4 @@ def test_reprs_show_key_ids_but_no_key_material() -> None:
         assert key_id_of(bytes.fromhex(KEY_A)).hex() in text
         assert key_id_of(bytes.fromhex(KEY_B)).hex() in text
     assert repr(ring).startswith(f"MasterKeyring(primary_id={ring.primary_id.hex()}, key_ids=[")
-    assert repr(cipher) == f"ConfigCipher({ring!r})"
+    assert repr(cipher) == f"ConfigCipher({ring!r}, require_bound=False)"

@@ -1,8 +1,9 @@
 """Property-based checks that complement the example tests of each module.
 
-* encryption: ANY blob (generated config, organisation, connector type, key) fails
-  with the documented ``EncryptionError`` after any single bit flip, any truncation
-  or any appended byte - not only the one fixed blob of test_encryption.py;
+* encryption: ANY blob (generated config, organisation, connector type, key, bound or
+  unbound) fails with the documented ``EncryptionError`` after any single bit flip, any
+  truncation or any appended byte - not only the one fixed blob of test_encryption.py;
+  a bound blob opens only in its own context, an unbound one in every context;
 * Avro: generated ``PushResult`` records (unicode, long error messages, big
   numbers as the schema allows) survive the round trip, error messages cut to the
   schema's bound.
@@ -52,21 +53,24 @@ configs = st.fixed_dictionaries(
     },
 )
 connector_types = st.sampled_from(["DROPZONE_JSON_V1", "MOCK", "SAP", "X_" + "Y" * 62])
+ALWAYS_BOUND = st.just(True)
 
 
 @st.composite
-def sealed(draw: st.DrawFn) -> tuple[ConfigCipher, bytes, dict[str, Any], uuid.UUID, str]:
+def sealed(
+    draw: st.DrawFn, bound: st.SearchStrategy[bool] = ALWAYS_BOUND
+) -> tuple[ConfigCipher, bytes, dict[str, Any], uuid.UUID, str]:
+    """A cipher, a blob, its config and the context it is stored in (bound to it or not)."""
     cipher = ConfigCipher(MasterKeyring(draw(keys)))
     config = draw(configs)
     org = draw(st.uuids())
     ctype = draw(connector_types)
-    return (
-        cipher,
-        cipher.encrypt_config(config, org_id=org, connector_type=ctype),
-        config,
-        org,
-        ctype,
+    blob = (
+        cipher.encrypt_config(config, org_id=org, connector_type=ctype)
+        if draw(bound, label="bound")
+        else cipher.encrypt_config(config)
     )
+    return cipher, blob, config, org, ctype
 
 
 def assert_refused(
@@ -80,7 +84,7 @@ def assert_refused(
 
 
 @settings(max_examples=150)
-@given(case=sealed(), data=st.data())
+@given(case=sealed(st.booleans()), data=st.data())
 def test_any_bit_flip_in_any_blob_fails_with_the_documented_error(
     case: tuple[ConfigCipher, bytes, dict[str, Any], uuid.UUID, str], data: st.DataObject
 ) -> None:
@@ -94,7 +98,7 @@ def test_any_bit_flip_in_any_blob_fails_with_the_documented_error(
 
 
 @settings(max_examples=60)
-@given(case=sealed(), data=st.data())
+@given(case=sealed(st.booleans()), data=st.data())
 def test_any_truncation_or_extension_fails(
     case: tuple[ConfigCipher, bytes, dict[str, Any], uuid.UUID, str], data: st.DataObject
 ) -> None:
@@ -115,6 +119,18 @@ def test_blob_opens_only_in_its_own_context(
     cipher, blob, config, org, ctype = case
     if (other_org, other_type) != (org, ctype):
         assert_refused(cipher, blob, other_org, other_type, config["password"])
+
+
+@settings(max_examples=60)
+@given(case=sealed(st.just(False)), other_org=st.uuids(), other_type=connector_types)
+def test_unbound_blob_opens_in_every_context(
+    case: tuple[ConfigCipher, bytes, dict[str, Any], uuid.UUID, str],
+    other_org: uuid.UUID,
+    other_type: str,
+) -> None:
+    cipher, blob, config, _org, _ctype = case
+    assert cipher.decrypt_config(blob, org_id=other_org, connector_type=other_type) == config
+    assert cipher.decrypt_config(blob) == config
 
 
 # --- Avro: PushResult -----------------------------------------------------------------------
