@@ -395,7 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
         handler=_keys_generate
     )
     rewrap = keys.add_parser(
-        "rewrap", help="re-encrypt every stored config under ENCRYPTION_MASTER_KEY (idempotent)"
+        "rewrap",
+        help="re-encrypt every stored config under ENCRYPTION_MASTER_KEY, binding unbound ones "
+        "to their row's org and connector type (idempotent)",
     )
     rewrap.add_argument("--dry-run", action="store_true", help="count only, change nothing")
     rewrap.add_argument("--batch-size", type=int, default=100, help="rows per transaction")

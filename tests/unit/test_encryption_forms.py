@@ -35,6 +35,7 @@ from adapters.crypto.keys import (
     MasterKeyring,
     key_id_of,
 )
+from tests import legacy_blobs
 
 TAG_FAILED = "authentication tag verification failed"
 KEY_A = "a1" * 32
@@ -45,18 +46,8 @@ CTYPE = "DROPZONE_JSON_V1"
 SECRET = "pa55-W0rd-never-in-any-message"
 CONFIG: dict[str, Any] = {"host": "sftp.example.com", "port": 22, "password": SECRET}
 
-#: Written by the format 1 code (commit 008a53f) under KEY_A: CONFIG bound to (ORG, CTYPE).
-LEGACY_BOUND = bytes.fromhex(
-    "4f4643012c574fd53c0504308a1f879d4a770b2467f975234ca27e5b1a735b7b60c140ca86037b785a5c08e5"
-    "d160a8315a4023a000a50f46b963b9ba8e66e480778754f435e7407c3d63f9e6f52086d3622b243c57960cf0"
-    "11b02fa0c9b750478a82d7351b3240601231d4657c1ac3bb9435db330d"
-)
-#: Written by the format 1 code under KEY_A: CONFIG without context (the empty binding).
-LEGACY_UNBOUND = bytes.fromhex(
-    "4f4643012c574fd5252e6e0017ce8eef83a2049662eac8ad8a6b033306f6ab775a89550067f3c66e4aca4874"
-    "a8098d2486a1df0cca48070292e7c7b206e9a170b9038bbbda9686b2e79a6e46b77910b7f0963006b3671b21"
-    "a534a42d77c044ad2b6c86d6bd5c134e422f1706e2bf59fa032c04c630"
-)
+LEGACY_BOUND = legacy_blobs.BOUND
+LEGACY_UNBOUND = legacy_blobs.UNBOUND
 
 
 def cipher(primary: str = KEY_A, *older: str, require_bound: bool = False) -> ConfigCipher:
@@ -247,6 +238,11 @@ def test_encryption_service_follows_a_changed_require_bound(
 
 
 # --- format 1 blobs (stored before the form byte) ---------------------------------------
+
+
+def test_legacy_fixtures_match_this_modules_context() -> None:
+    assert (legacy_blobs.KEY, legacy_blobs.ORG, legacy_blobs.CTYPE) == (KEY_A, ORG, CTYPE)
+    assert legacy_blobs.CONFIG == CONFIG
 
 
 def test_legacy_blobs_have_the_format_1_header() -> None:
