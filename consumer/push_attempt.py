@@ -85,7 +85,7 @@ class ConfigDecryptor(Protocol):
     def decrypt_config(
         self, blob: bytes, /, *, org_id: uuid.UUID, connector_type: str
     ) -> Mapping[str, Any]:
-        """Decrypt a config blob bound to (org_id, connector_type)."""
+        """Decrypt a config blob: bound to (org_id, connector_type), or unbound (any context)."""
         ...
 
 
