@@ -58,7 +58,8 @@ class FakeBatchedWrites:
 
     Same rules as ``adapters.postgres.push_log_sql`` (its integration tests pin
     them on PostgreSQL): a claim is inserted only for a new key of an order
-    without history (attempt 0) or without SUCCESS (later attempts); an outcome
+    without history (attempt 0) or without SUCCESS or a later round's row (later
+    attempts); an outcome
     and its events only while the row is PENDING.
     """
 
@@ -75,7 +76,10 @@ class FakeBatchedWrites:
         ]
         if any(e.idempotency_key == entry.idempotency_key for e in history):
             return ClaimGrant(False)
-        if any(entry.attempt == 0 or e.status is PushStatus.SUCCESS for e in history):
+        if any(
+            entry.attempt == 0 or e.status is PushStatus.SUCCESS or e.push_round > entry.push_round
+            for e in history
+        ):
             return ClaimGrant(False)
         connection = next(
             (c for c in self.db.connections.values() if c.org_id == entry.org_id and c.is_active),
