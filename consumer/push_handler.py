@@ -256,8 +256,7 @@ class PushHandler:
         latest_round = max((e.push_round for e in history), default=0)
         if latest_round > push_round:
             _log.info(
-                "Draft order %s was pushed again in round %d: this round-%d request is a "
-                "duplicate",
+                "Draft order %s was pushed again in round %d: this round-%d request is a duplicate",
                 order.id,
                 latest_round,
                 push_round,

@@ -29,9 +29,7 @@ def upgrade() -> None:
         "erp_push_log",
         sa.Column("push_round", sa.Integer(), nullable=False, server_default=sa.text("0")),
     )
-    op.add_column(
-        "erp_push_log", sa.Column("previous_idempotency_key", sa.Text(), nullable=True)
-    )
+    op.add_column("erp_push_log", sa.Column("previous_idempotency_key", sa.Text(), nullable=True))
     op.create_check_constraint("ck_erp_push_log_push_round", "erp_push_log", "push_round >= 0")
 
 
