@@ -33,14 +33,28 @@ deferral committed. A RETRYING row whose retry is overdue by more than a
 lease (no worker drives it: e.g. left by a crashed synchronous orchestrator)
 does not defer, so nothing loops forever.
 
-Dedupe contract (conservative): idempotency keys are per (org, order,
-attempt), so two attempt-0 events of one order share their keys and the push
-log cannot tell them apart (it stores no ``event_id``). The ERP effect is
+Dedupe contract (conservative): idempotency keys are per (org, order, push
+round, attempt), so two attempt-0 events of one round share their keys and the
+push log cannot tell them apart (it stores no ``event_id``). The ERP effect is
 exactly once per (org, draft order): a deferred event that runs after the
-chain finished is a duplicate - after SUCCESS by ``find_success``, after
-FAILED because FAILED is final for that chain's keys (``orderflow dlq
-replay`` is the way to push it again). Deferral therefore guarantees order
-and no loss of the event, never a second export.
+chain finished is a duplicate - after SUCCESS (in any round) by the order's
+history, after FAILED because FAILED is final for that round's keys. A plain
+republish of a FAILED round's request is therefore a duplicate too, logged at
+WARNING with the way to push the order again. Deferral guarantees order and no
+loss of the event, never a second export.
+
+**Push rounds (pushing a FAILED order again).** ``producer.push_again``
+(``orderflow orders retry``, ``orderflow dlq replay``) starts round ``r + 1``
+of an order whose latest round FAILED: it writes the round's attempt-0 row
+PENDING *without a lease*, linked to round r's last key, and a request whose
+``idempotency_key`` carries the round (``domain.idempotency``). The handler
+reads the round from the value's key and processes the request like attempt 0
+of a fresh chain: :meth:`PushAttempts.acquire` takes the lease-less row,
+retries keep the round in their keys, the result and dead letter carry the
+round's key. Only the order's latest round counts for deferral; a request of
+an older round than the latest is a duplicate; a round request for which no
+row was written (made by hand) while the latest round still runs is deferred
+(never two chains of one order at once).
 
 **Claims held by someone else.** A PENDING claim whose lease expired (its
 holder crashed) is taken over by :meth:`PushAttempts.acquire` on redelivery
