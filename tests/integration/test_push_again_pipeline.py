@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,10 +43,12 @@ from consumer.worker import WorkerConfig, WorkerSettings, build_worker
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, OrderLine
 from domain.ports import ERPConnectorPort
+from domain.records import order_to_json
 from entrypoints.bootstrap import sql_unit_of_work
 from entrypoints.cli import EXIT_FAILED, EXIT_OK, main
 from infra.endpoints import SftpServer
 from producer.approval import approve_draft_order, new_traceparent
+from producer.push_again import PushAgainOutcome, push_again
 from producer.relay import RelayConfig, RelaySettings
 from producer.relay_kafka import build_relay
 from tests.integration._pipeline import delete_topics, relay_and_worker
@@ -430,6 +433,14 @@ def test_orders_retry_pushes_a_failed_order_again_once(pipe: Pipe) -> None:
     assert (outcome["action"], outcome["code"]) == ("skipped", "already_pushed")
     pipe.assert_nothing_more_exported(order, requests=2, version=version)
 
+    # The push log as the operator sees it: both rounds, the second linked to the first.
+    status, log = run("push-log", "--org", str(org), "--order", str(order.id))
+    assert status == EXIT_OK
+    failed_key = generate_idempotency_key(org, order.id, 0)
+    assert [
+        (e["push_round"], e["attempt"], e["status"], e["previous_idempotency_key"]) for e in log
+    ] == [(0, 0, "FAILED", None), (1, 0, "SUCCESS", failed_key)]
+
     status, outcome = run("orders", "retry", "--org", str(org), "--order", str(uuid.uuid4()))
     assert status == EXIT_FAILED and outcome["code"] == "no_history"
 
@@ -478,3 +489,50 @@ def test_a_request_straight_from_upstream_is_pushed_again_from_the_push_log(pipe
     status, summary = replay(pipe, pipe.dead_letter(order))
     assert status == EXIT_OK and summary["results"][0]["code"] == "already_pushed"
     pipe.assert_nothing_more_exported(order, requests=1, version=version)
+
+
+def test_concurrent_push_agains_of_one_order_start_one_round(
+    migrated_db_url: str, engine: Engine
+) -> None:
+    """Racing callers on real PostgreSQL: the round's unique key lets exactly one through."""
+    org = uuid.uuid4()
+    order = order_for(org)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO erp_push_log (org_id, draft_order_id, status, request_json,"
+                " idempotency_key, attempt) VALUES (:org, :order, 'FAILED', :request, :key, 0)"
+            ),
+            {
+                "org": org,
+                "order": order.id,
+                "request": json.dumps(order_to_json(order)),
+                "key": generate_idempotency_key(org, order.id, 0),
+            },
+        )
+    callers = 6
+    barrier = threading.Barrier(callers)
+    outcomes: list[PushAgainOutcome] = []
+
+    def call() -> None:
+        uow = sql_unit_of_work(database_url=migrated_db_url)
+        barrier.wait(DEADLINE)
+        outcomes.append(push_again(uow, org, order.id))
+
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DEADLINE)
+    assert len(outcomes) == callers
+    assert sorted(o.code for o in outcomes) == ["in_progress"] * (callers - 1) + ["pushed_again"]
+    with engine.connect() as conn:
+        rounds = conn.execute(
+            text("SELECT push_round FROM erp_push_log WHERE draft_order_id = :o ORDER BY 1"),
+            {"o": order.id},
+        ).all()
+        events = conn.execute(
+            text("SELECT count(*) FROM outbox_event WHERE aggregate_id = :o"), {"o": order.id}
+        ).scalar_one()
+    assert [r.push_round for r in rounds] == [0, 1]
+    assert events == 1
