@@ -15,12 +15,16 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import InvalidOperation
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from domain.errors import OrderFlowError
 from entrypoints.settings import Settings, SettingsError
+
+if TYPE_CHECKING:  # the commands import their dependencies lazily (fast --help)
+    from domain.model import DraftOrder
+    from entrypoints.dlq import PushAgainFn
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -130,14 +134,14 @@ def _dlq_list(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _push_again_fn(database_url: str) -> Any:
+def _push_again_fn(database_url: str) -> PushAgainFn:
     """``(org, order id, fallback order) -> PushAgainOutcome`` over the database."""
     from entrypoints import bootstrap
     from producer.push_again import PushAgainOutcome, push_again
 
     uow = bootstrap.sql_unit_of_work(database_url=database_url)
 
-    def run(org: uuid.UUID, order_id: uuid.UUID, order: Any) -> PushAgainOutcome:
+    def run(org: uuid.UUID, order_id: uuid.UUID, order: DraftOrder) -> PushAgainOutcome:
         return push_again(uow, org, order_id, order=order)
 
     return run

@@ -46,6 +46,7 @@ from adapters.kafka.headers import (
     header_values,
     parse_failure_headers,
 )
+from domain.errors import OrderFlowError
 from domain.model import DraftOrder
 from producer.push_again import CODE_NO_HISTORY, NOTHING_TO_DO, PushAgainOutcome
 
@@ -471,7 +472,13 @@ def replay(
                 continue
             order = record.push_request()
             if order is not None and push_again is not None:
-                outcome = push_again(order.org_id, order.id, order)
+                try:
+                    outcome = push_again(order.org_id, order.id, order)
+                except (OrderFlowError, ValueError) as exc:
+                    # This record only: the others are still replayed (and flushed).
+                    reason = f"cannot push again: {exc}"
+                    summary.skip(where, CODE_UNUSABLE, reason, **_keys(record, order))
+                    continue
                 if outcome.code != CODE_NO_HISTORY:
                     _record_push_again(summary, where, record, outcome)
                     continue
