@@ -182,7 +182,13 @@ class PushAttempts:
         self._configs: dict[tuple[Any, ...], Mapping[str, Any]] = {}
 
     def quick_claim(
-        self, org: uuid.UUID, order: DraftOrder, attempt: int, *, now: datetime | None = None
+        self,
+        org: uuid.UUID,
+        order: DraftOrder,
+        attempt: int,
+        *,
+        now: datetime | None = None,
+        push_round: int = 0,
     ) -> Claim | None:
         """Claim a new key of an order without history in one statement, if batched.
 
@@ -192,7 +198,7 @@ class PushAttempts:
         """
         if self.batched is None:
             return None
-        entry = self.pending_entry(org, order, attempt, now=now)
+        entry = self.pending_entry(org, order, attempt, now=now, push_round=push_round)
         grant = self.batched.claim(entry)
         if not grant.claimed:
             return None
@@ -208,25 +214,40 @@ class PushAttempts:
         *,
         connector_type: str | None = None,
         now: datetime | None = None,
+        push_round: int = 0,
+        previous_idempotency_key: str | None = None,
     ) -> PushLogEntry:
-        """The PENDING row that claims ``attempt`` of ``order`` now, with a fresh lease."""
+        """The PENDING row that claims ``attempt`` of ``order``'s round ``push_round`` now."""
         now = now or self.clock()
         return PushLogEntry.pending(
             org_id=org,
             draft_order_id=order.id,
-            idempotency_key=_generate_key(org, order.id, attempt),
+            idempotency_key=_generate_key(org, order.id, attempt, push_round=push_round),
             attempt=attempt,
             now=now,
             lease_expires_at=now + self.lease,
             connector_type=connector_type,
             request_json=order_to_json(order),
+            push_round=push_round,
+            previous_idempotency_key=previous_idempotency_key,
         )
 
     def acquire(
-        self, org: uuid.UUID, order: DraftOrder, attempt: int
+        self,
+        org: uuid.UUID,
+        order: DraftOrder,
+        attempt: int,
+        *,
+        push_round: int = 0,
+        previous_idempotency_key: str | None = None,
     ) -> tuple[PushLogEntry, Claim | None]:
-        """Return the attempt's row and, if this worker now owns it, the claim."""
-        key = _generate_key(org, order.id, attempt)
+        """Return the attempt's row and, if this worker now owns it, the claim.
+
+        A row without a lease (a requested push again, see ``producer.push_again``)
+        is taken like an expired claim. ``previous_idempotency_key`` is written
+        only if the row is inserted here.
+        """
+        key = _generate_key(org, order.id, attempt, push_round=push_round)
         with self.uow as uow:
             now = self.clock()
             connection = uow.connections.get_active(org)
@@ -239,6 +260,8 @@ class PushAttempts:
                     attempt,
                     connector_type=connection.connector_type if connection else None,
                     now=now,
+                    push_round=push_round,
+                    previous_idempotency_key=previous_idempotency_key,
                 )
             )
             if claimed is not None:
@@ -248,10 +271,18 @@ class PushAttempts:
                 return claimed, Claim(claimed, connection)
             existing = uow.push_log.find(key)  # the earlier or winning row (committed)
             if existing is not None and existing.lease_expired(now):
-                taken = uow.push_log.take_over(key, now=now, lease_expires_at=now + self.lease)
+                taken = uow.push_log.take_over(
+                    key,
+                    now=now,
+                    lease_expires_at=now + self.lease,
+                    connector_type=connection.connector_type if connection else None,
+                )
                 if taken is not None:
                     uow.commit()
-                    logger.warning("Took over the expired claim %s", key)
+                    if existing.lease_expires_at is None:
+                        logger.info("Took the requested push again %s", key)
+                    else:
+                        logger.warning("Took over the expired claim %s", key)
                     return taken, Claim(taken, connection)
                 existing = uow.push_log.find(key)
         if existing is None:  # pragma: no cover - the conflicting row was deleted

@@ -33,14 +33,28 @@ deferral committed. A RETRYING row whose retry is overdue by more than a
 lease (no worker drives it: e.g. left by a crashed synchronous orchestrator)
 does not defer, so nothing loops forever.
 
-Dedupe contract (conservative): idempotency keys are per (org, order,
-attempt), so two attempt-0 events of one order share their keys and the push
-log cannot tell them apart (it stores no ``event_id``). The ERP effect is
+Dedupe contract (conservative): idempotency keys are per (org, order, push
+round, attempt), so two attempt-0 events of one round share their keys and the
+push log cannot tell them apart (it stores no ``event_id``). The ERP effect is
 exactly once per (org, draft order): a deferred event that runs after the
-chain finished is a duplicate - after SUCCESS by ``find_success``, after
-FAILED because FAILED is final for that chain's keys (``orderflow dlq
-replay`` is the way to push it again). Deferral therefore guarantees order
-and no loss of the event, never a second export.
+chain finished is a duplicate - after SUCCESS (in any round) by the order's
+history, after FAILED because FAILED is final for that round's keys. A plain
+republish of a FAILED round's request is therefore a duplicate too, logged at
+WARNING with the way to push the order again. Deferral guarantees order and no
+loss of the event, never a second export.
+
+**Push rounds (pushing a FAILED order again).** ``producer.push_again``
+(``orderflow orders retry``, ``orderflow dlq replay``) starts round ``r + 1``
+of an order whose latest round FAILED: it writes the round's attempt-0 row
+PENDING *without a lease*, linked to round r's last key, and a request whose
+``idempotency_key`` carries the round (``domain.idempotency``). The handler
+reads the round from the value's key and processes the request like attempt 0
+of a fresh chain: :meth:`PushAttempts.acquire` takes the lease-less row,
+retries keep the round in their keys, the result and dead letter carry the
+round's key. Only the order's latest round counts for deferral; a request of
+an older round than the latest is a duplicate; a round request for which no
+row was written (made by hand) while the latest round still runs is deferred
+(never two chains of one order at once).
 
 **Claims held by someone else.** A PENDING claim whose lease expired (its
 holder crashed) is taken over by :meth:`PushAttempts.acquire` on redelivery
@@ -64,7 +78,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from adapters.avro.codec import AvroCodecError, decode_push_requested
-from adapters.avro.records import draft_order_from_push_requested, jsonable, push_result_record
+from adapters.avro.records import (
+    draft_order_from_push_requested,
+    jsonable,
+    push_result_record,
+    push_round_of_request,
+)
 from adapters.kafka.errors import HeaderError
 from adapters.kafka.headers import (
     EventHeaders,
@@ -195,6 +214,7 @@ class PushHandler:
         try:
             record = decode_push_requested(message.value)
             order = draft_order_from_push_requested(record)
+            push_round = push_round_of_request(record)
         except AvroCodecError as exc:
             return _dead_letter(message, type(exc).__name__, exc.reason, now, headers.failure)
         org: uuid.UUID = record["org_id"]
@@ -202,9 +222,11 @@ class PushHandler:
 
         # The quick way first: one (group-committed) statement claims a new key of an
         # order without history, the common case; anything else -> the full logic.
-        claim = attempts.quick_claim(org, order, attempt, now=now)
+        claim = attempts.quick_claim(org, order, attempt, now=now, push_round=push_round)
         if claim is None:
-            claimed = self._claim(attempts, message, headers, record, order, org, attempt, now)
+            claimed = self._claim(
+                attempts, message, headers, record, order, org, (push_round, attempt), now
+            )
             if isinstance(claimed, Handled):
                 return claimed
             claim = claimed
@@ -229,28 +251,55 @@ class PushHandler:
         record: Mapping[str, Any],
         order: DraftOrder,
         org: uuid.UUID,
-        attempt: int,
+        position: tuple[int, int],
         now: datetime,
     ) -> Claim | Handled:
-        """The full logic: duplicate, deferral, claim or take-over (several statements)."""
-        history: Sequence[PushLogEntry] = ()
+        """The full logic: duplicate, deferral, claim or take-over (several statements).
+
+        ``position`` is the request's ``(push_round, attempt)``.
+        """
+        push_round, attempt = position
         with attempts.uow as uow:
-            if attempt == 0:
-                # A first attempt needs the order's history anyway (is a retry chain
-                # unfinished?); its earliest SUCCESS, if any, is in it: one query.
-                history = uow.push_log.list_for_order(org, order.id)
-                done = next((e for e in history if e.status is PushStatus.SUCCESS), None)
-            else:
-                done = uow.push_log.find_success(org, order.id)
+            # The order's whole history (a handful of rows): its SUCCESS if any, its
+            # latest push round, and whether that round's retry chain is unfinished.
+            history = uow.push_log.list_for_order(org, order.id)
+        done = next((e for e in history if e.status is PushStatus.SUCCESS), None)
         if done is not None:
             _log.info("Draft order %s already pushed: duplicate ignored", order.id)
             return Handled("duplicate")
-        pending = self._pending_retry(history, now, attempts.lease)
+        latest_round = max((e.push_round for e in history), default=0)
+        if latest_round > push_round:
+            _log.info(
+                "Draft order %s was pushed again in round %d: this round-%d request is a duplicate",
+                order.id,
+                latest_round,
+                push_round,
+            )
+            return Handled("duplicate")
+        chain = [e for e in history if e.push_round == latest_round]
+        pending = self._pending_retry(chain if attempt == 0 else (), now, attempts.lease)
         if pending is not None:
             tier, due = pending
             reason = f"Draft order {order.id} is in retry: this event waits for the retry chain"
             return self._defer(attempts, message, headers, record, order, tier, due, reason)
-        entry, claim = attempts.acquire(org, order, attempt)
+        previous = None
+        if push_round > latest_round and chain:
+            # A round-r request whose row push_again did not write (e.g. made by hand).
+            last = max(chain, key=lambda e: e.attempt)
+            if not last.is_final:
+                # Never two chains of one order at once: look again once it had time.
+                if self.settings.retry_tiers < 1:
+                    _log.info("Draft order %s is being pushed: duplicate ignored", order.id)
+                    return Handled("duplicate")
+                due = now + timedelta(seconds=self.settings.retry_delay_base)
+                reason = f"Draft order {order.id} is being pushed in round {latest_round}"
+                tier = self.settings.tier_for(max(1, attempt))
+                return self._defer(attempts, message, headers, record, order, tier, due, reason)
+            # Link it to the last key of the round before, as push_again does.
+            previous = last.idempotency_key if attempt == 0 else None
+        entry, claim = attempts.acquire(
+            org, order, attempt, push_round=push_round, previous_idempotency_key=previous
+        )
         if claim is None and entry.status is PushStatus.PENDING and self.settings.retry_tiers > 0:
             # A live lease: its holder may finish it, or die after we moved on.
             base = timedelta(seconds=self.settings.retry_delay_base)
@@ -258,6 +307,18 @@ class PushHandler:
             reason = f"Attempt {entry.idempotency_key} is claimed by another worker"
             tier = self.settings.tier_for(max(1, attempt))
             return self._defer(attempts, message, headers, record, order, tier, due, reason)
+        if claim is None and entry.status is PushStatus.FAILED:
+            # A plain republish of a FAILED round's request: its keys stay final.
+            _log.warning(
+                "Attempt %s already FAILED: duplicate ignored. To push draft order %s again "
+                "once the cause is fixed: orderflow orders retry --org %s --order %s "
+                "(or orderflow dlq replay of its dead letter)",
+                entry.idempotency_key,
+                order.id,
+                org,
+                order.id,
+            )
+            return Handled("duplicate")
         if claim is None:
             _log.info(
                 "Attempt %s already %s: duplicate ignored",
@@ -408,7 +469,9 @@ class PushHandler:
         attempt = int(request["attempt"])
         following = attempt + 1
         due = now + timedelta(seconds=retry_delay(attempt, self.settings.retry_delay_base))
-        key = generate_idempotency_key(order.org_id, order.id, following)
+        # The retry stays in the request's push round (its key says which).
+        push_round = push_round_of_request(request)
+        key = generate_idempotency_key(order.org_id, order.id, following, push_round=push_round)
         event_id = new_uuid4()
         record = {
             **request,

@@ -26,9 +26,10 @@ class ClaimRequest:
 
     The quick way inserts the row only when its idempotency key is new AND,
     for attempt 0, the (org, order) has no push-log row at all, or, for a later
-    attempt, no SUCCESS row. Anything else (history to look at, a conflicting
-    key) is left alone and answered "not claimed": the caller then runs the
-    full logic (duplicate, deferral, take-over), which sees an unchanged table.
+    attempt, no SUCCESS row and no row of a later push round. Anything else
+    (history to look at, a conflicting key) is left alone and answered "not
+    claimed": the caller then runs the full logic (duplicate, deferral,
+    take-over), which sees an unchanged table.
     """
 
     entry: PushLogEntry

@@ -102,6 +102,13 @@ class PushLogEntry:
     ``RETRYING`` means the attempt failed transiently and attempt ``n + 1`` is
     due; ``SUCCESS`` and ``FAILED`` end the push. ``request_json`` holds the
     order payload, never the connector config.
+
+    ``push_round`` is the push round the attempt belongs to (0: the first push;
+    ``r >= 1``: the r-th push again after a FAILED round, see
+    ``domain.idempotency``). ``previous_idempotency_key`` links attempt 0 of a
+    round ``r >= 1`` to the final (FAILED) key of the round before it; it is
+    ``None`` on every other row. A PENDING row without a lease is a push again
+    that was requested and waits for a worker to take it.
     """
 
     id: uuid.UUID
@@ -119,6 +126,8 @@ class PushLogEntry:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     lease_expires_at: datetime | None = None
+    push_round: int = 0
+    previous_idempotency_key: str | None = None
 
     @classmethod
     def pending(
@@ -129,11 +138,17 @@ class PushLogEntry:
         idempotency_key: str,
         attempt: int,
         now: datetime,
-        lease_expires_at: datetime,
+        lease_expires_at: datetime | None,
         connector_type: str | None = None,
         request_json: dict[str, Any] | None = None,
+        push_round: int = 0,
+        previous_idempotency_key: str | None = None,
     ) -> PushLogEntry:
-        """Return a new PENDING claim of attempt ``attempt`` (``retry_count == attempt``)."""
+        """Return a new PENDING claim of attempt ``attempt`` (``retry_count == attempt``).
+
+        ``lease_expires_at`` ``None`` makes a row nobody holds yet (a requested
+        push again): the first worker to see it takes it over.
+        """
         return cls(
             id=new_uuid4(),
             org_id=org_id,
@@ -147,6 +162,8 @@ class PushLogEntry:
             created_at=now,
             updated_at=now,
             lease_expires_at=lease_expires_at,
+            push_round=push_round,
+            previous_idempotency_key=previous_idempotency_key,
         )
 
     @property

@@ -88,7 +88,7 @@ class PushLogStore(Protocol):
     def list_for_order(
         self, org_id: uuid.UUID, draft_order_id: uuid.UUID
     ) -> Sequence[PushLogEntry]:
-        """Return every attempt of (org, draft order), in attempt order."""
+        """Return every attempt of (org, draft order), by push round then attempt."""
         ...
 
     def claim(self, entry: PushLogEntry) -> PushLogEntry | None:
@@ -101,11 +101,17 @@ class PushLogStore(Protocol):
         ...
 
     def take_over(
-        self, idempotency_key: str, *, now: datetime, lease_expires_at: datetime
+        self,
+        idempotency_key: str,
+        *,
+        now: datetime,
+        lease_expires_at: datetime,
+        connector_type: str | None = None,
     ) -> PushLogEntry | None:
-        """Claim a PENDING row whose lease expired before ``now``.
+        """Claim a PENDING row whose lease expired before ``now`` (or that has none).
 
-        Returns the row with the new lease, or ``None`` if it is not PENDING
+        ``connector_type``, if given, is recorded on the row (a requested push
+        again has none yet). Returns the row with the new lease, or ``None`` if it is not PENDING
         any more or its lease is still live (someone else got it first).
         """
         ...

@@ -15,12 +15,16 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import InvalidOperation
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from domain.errors import OrderFlowError
 from entrypoints.settings import Settings, SettingsError
+
+if TYPE_CHECKING:  # the commands import their dependencies lazily (fast --help)
+    from domain.model import DraftOrder
+    from entrypoints.dlq import PushAgainFn
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -130,6 +134,19 @@ def _dlq_list(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _push_again_fn(database_url: str) -> PushAgainFn:
+    """``(org, order id, fallback order) -> PushAgainOutcome`` over the database."""
+    from entrypoints import bootstrap
+    from producer.push_again import PushAgainOutcome, push_again
+
+    uow = bootstrap.sql_unit_of_work(database_url=database_url)
+
+    def run(org: uuid.UUID, order_id: uuid.UUID, order: DraftOrder) -> PushAgainOutcome:
+        return push_again(uow, org, order_id, order=order)
+
+    return run
+
+
 def _dlq_replay(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     from adapters.kafka.errors import TopicNameError
     from entrypoints.dlq import DlqError, parse_offset, replay
@@ -138,6 +155,12 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings, out: TextIO) -> in
         raise CliError("give --offset or --all, not both")
     if not (args.all or args.offset or args.event_id):
         raise CliError("nothing selected: give --offset PARTITION:OFFSET, --all or --event-id")
+    if not settings.database_url:
+        # Without the push log a failed push cannot be told from other dead letters,
+        # and republishing it would do nothing (its keys are FAILED for good).
+        raise CliError(
+            "DATABASE_URL is not set: dlq replay reads the push log to push failed orders again"
+        )
     try:
         offsets = [parse_offset(o) for o in args.offset] if args.offset else None
         summary = replay(
@@ -146,6 +169,7 @@ def _dlq_replay(args: argparse.Namespace, settings: Settings, out: TextIO) -> in
             offsets=offsets,
             event_id=str(args.event_id) if args.event_id else None,
             timeout=args.timeout,
+            push_again=_push_again_fn(settings.database_url),
         )
     except (DlqError, TopicNameError, ValueError) as exc:
         raise CliError(str(exc)) from None
@@ -285,11 +309,24 @@ def _orders_push(args: argparse.Namespace, settings: Settings, out: TextIO) -> i
     return EXIT_OK if str(entry.status) == "SUCCESS" else EXIT_FAILED
 
 
+def _orders_retry(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    from entrypoints import bootstrap
+    from producer.push_again import push_again
+
+    uow = bootstrap.sql_unit_of_work(database_url=settings.require_database_url())
+    outcome = push_again(uow, args.org, args.order)
+    _print_json(out, outcome.view())
+    return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
 def _push_view(entry: Any) -> dict[str, Any]:
     return {
         "idempotency_key": entry.idempotency_key,
         "draft_order_id": str(entry.draft_order_id),
         "status": str(entry.status),
+        "push_round": entry.push_round,
+        "attempt": entry.attempt,
+        "previous_idempotency_key": entry.previous_idempotency_key,
         "connector_type": entry.connector_type,
         "retry_count": entry.retry_count,
         "latency_ms": entry.latency_ms,
@@ -406,7 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     dlq = groups.add_parser("dlq", help="dead letters").add_subparsers(dest="cmd", required=True)
     for name, help_text, handler in (
         ("list", "list the DLQ records present now (no values)", _dlq_list),
-        ("replay", "republish DLQ records to their original topic", _dlq_replay),
+        (
+            "replay",
+            "push failed orders again; republish other DLQ records to their original topic",
+            _dlq_replay,
+        ),
     ):
         sub = dlq.add_parser(name, help=help_text)
         sub.add_argument("--topic-prefix", default="orderflow", help="topic prefix (orderflow)")
@@ -458,6 +499,21 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--max-retries", type=int, default=3)
     push.add_argument("--retry-delay-base", type=float, default=1.0)
     push.set_defaults(handler=_orders_push)
+    retry = orders.add_parser(
+        "retry",
+        help="push a FAILED order again once its cause is fixed (new push round, via the worker)",
+        description=(
+            "Push a draft order again whose latest push round FAILED: writes a new "
+            "PushRequested (a new idempotency key, linked to the failed one in the push "
+            "log) for the relay and push worker. Works for orders approved here and for "
+            "requests that came straight from upstream. An order already exported "
+            "(SUCCESS) or being pushed is skipped, with why (exit 0); no recorded push "
+            "attempt: exit 1."
+        ),
+    )
+    retry.add_argument("--org", type=_uuid, required=True)
+    retry.add_argument("--order", type=_uuid, required=True)
+    retry.set_defaults(handler=_orders_retry)
 
     # The long-running processes own their flags; `orderflow relay --help` shows them.
     for name, help_text in _PROCESSES.items():

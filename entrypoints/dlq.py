@@ -4,14 +4,26 @@ Reading never joins a consumer group: partitions are assigned directly and read
 from a start offset up to the end offsets taken when the command started, so
 nothing is committed and a live DLQ does not keep the command running.
 
-Replay republishes a record to the topic it came from (``original_topic``; a
-retry tier's record goes back to the requests topic), with the original key,
-value and standard headers byte for byte (``attempt`` and ``idempotency_key``
-included, so the push log deduplicates a replay of an order already exported).
-The failure headers are not copied as such: they are kept as
-``replayed_from_<name>`` plus ``replayed_from_dlq`` (``topic:partition:offset``),
-so a replayed record is not mistaken for a retry. Every republished record waits
-for the broker's acknowledgement; the summary says what was acknowledged.
+Replay decides per record:
+
+* **a failed push** - the value is a decodable ``PushRequested`` whose order
+  has push-log history: the order is pushed again through
+  ``producer.push_again`` (a new push round under a new idempotency key, if
+  its latest round FAILED; skipped, with why, if it was exported or a push is
+  in progress). Republishing such a record would do nothing: a FAILED round's
+  keys are final.
+* **anything else** (undecodable, unknown schema, invalid content, or an
+  order the push log never saw) is republished to the topic it came from
+  (``original_topic``; a retry tier's record goes back to the requests topic),
+  with the original key, value and standard headers byte for byte
+  (``attempt`` and ``idempotency_key`` included, so the push log deduplicates
+  a replay of an order already exported). The failure headers are not copied
+  as such: they are kept as ``replayed_from_<name>`` plus ``replayed_from_dlq``
+  (``topic:partition:offset``), so a replayed record is not mistaken for a
+  retry. Every republished record waits for the broker's acknowledgement.
+
+The summary lists per record what happened (``results``: ``pushed_again``,
+``republished``, ``skipped`` or ``failed``, with the reason and keys).
 """
 
 from __future__ import annotations
@@ -19,23 +31,39 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from adapters.avro.codec import AvroCodecError, decode_push_requested
+from adapters.avro.records import draft_order_from_push_requested
 from adapters.kafka.errors import HeaderError
 from adapters.kafka.headers import (
     EVENT_ID,
     FAILURE_HEADERS,
+    IDEMPOTENCY_KEY,
     FailureInfo,
     header_values,
     parse_failure_headers,
 )
+from domain.errors import OrderFlowError
+from domain.model import DraftOrder
+from producer.push_again import CODE_NO_HISTORY, NOTHING_TO_DO, PushAgainOutcome
 
 #: Prefix of the headers that keep a replayed record's failure headers.
 REPLAYED_PREFIX = "replayed_from_"
 #: Header naming the DLQ record a replay came from (``topic:partition:offset``).
 REPLAYED_FROM_DLQ = f"{REPLAYED_PREFIX}dlq"
+
+#: ``action`` of a record republished byte for byte (and acknowledged).
+REPUBLISHED = "republished"
+#: ``action`` of a record whose republish was not acknowledged.
+DELIVERY_FAILED = "failed"
+#: ``code`` of a record that cannot be replayed (bad failure headers, unknown topic).
+CODE_UNUSABLE = "unusable"
+
+#: Pushes an order again: ``(org_id, draft_order_id, order from the dead letter)``.
+PushAgainFn = Callable[[uuid.UUID, uuid.UUID, DraftOrder], PushAgainOutcome]
 
 
 class DlqError(Exception):
@@ -55,9 +83,24 @@ class DlqRecord:
     @property
     def event_id(self) -> str | None:
         """The ``event_id`` header as text, if readable."""
+        return self._header(EVENT_ID)
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """The ``idempotency_key`` header as text, if readable."""
+        return self._header(IDEMPOTENCY_KEY)
+
+    def _header(self, name: str) -> str | None:
         try:
-            return header_values(self.header_items, only=(EVENT_ID,)).get(EVENT_ID)
+            return header_values(self.header_items, only=(name,)).get(name)
         except HeaderError:
+            return None
+
+    def push_request(self) -> DraftOrder | None:
+        """The order of the value if it is a valid ``PushRequested``, else None."""
+        try:
+            return draft_order_from_push_requested(decode_push_requested(self.value))
+        except AvroCodecError:
             return None
 
     def failure(self) -> tuple[FailureInfo | None, str | None]:
@@ -236,27 +279,49 @@ def list_records(bootstrap_servers: str, dlq_topic: str, out: TextIO, timeout: f
 
 @dataclass
 class ReplaySummary:
-    """What a replay did: records acknowledged, skipped (with why), and failed deliveries."""
+    """What a replay did, per record and counted.
+
+    ``replayed``: republished byte for byte and acknowledged; ``pushed_again``:
+    a new push round requested; ``skipped`` (with ``code`` and ``reason``);
+    ``failed``: republishes not acknowledged. ``results`` has one entry per
+    selected record, whatever happened to it.
+    """
 
     replayed: list[dict[str, Any]] = field(default_factory=list)
+    pushed_again: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when every selected record was republished and acknowledged."""
-        return not self.skipped and not self.failed
+        """True when every record was republished, pushed again, or needed nothing.
+
+        "Needed nothing": its order was exported already, or a push of it is in
+        progress. A record that cannot be replayed, or a republish not
+        acknowledged, makes it False.
+        """
+        return not self.failed and all(s.get("code") in NOTHING_TO_DO for s in self.skipped)
 
     def view(self) -> dict[str, Any]:
         """The summary as printed."""
         return {
             "replayed": len(self.replayed),
+            "pushed_again": len(self.pushed_again),
             "skipped": len(self.skipped),
             "failed": len(self.failed),
             "records": self.replayed,
             "skipped_records": self.skipped,
             "failed_records": self.failed,
+            "results": sorted(
+                self.results, key=lambda e: (e.get("dlq_partition", -1), e.get("dlq_offset", -1))
+            ),
         }
+
+    def skip(self, where: Mapping[str, Any], code: str, reason: str, **extra: Any) -> None:
+        """Record a skipped record (in ``skipped`` and ``results``)."""
+        self.skipped.append({**where, "code": code, "reason": reason})
+        self.results.append({**where, **extra, "action": "skipped", "code": code, "reason": reason})
 
 
 def replay_target(original_topic: str, prefix: str) -> str | None:
@@ -308,6 +373,40 @@ def _selected_ranges(
     return ranges
 
 
+def _keys(record: DlqRecord, order: DraftOrder | None) -> dict[str, Any]:
+    """The order and keys of a record for its ``results`` entry (a republish keeps its key)."""
+    return {
+        "draft_order_id": str(order.id) if order is not None else _key_text(record.key),
+        "idempotency_key": record.idempotency_key,
+        "previous_idempotency_key": None,
+    }
+
+
+def _record_push_again(
+    summary: ReplaySummary, where: Mapping[str, Any], record: DlqRecord, outcome: PushAgainOutcome
+) -> None:
+    keys = {
+        "draft_order_id": str(outcome.draft_order_id),
+        "idempotency_key": outcome.idempotency_key,
+        "previous_idempotency_key": outcome.previous_idempotency_key,
+        "dead_letter_idempotency_key": record.idempotency_key,
+    }
+    if not outcome.pushed_again:
+        summary.skip(where, outcome.code, outcome.reason, **keys)
+        return
+    entry = {
+        **where,
+        **keys,
+        "action": outcome.action,
+        "code": outcome.code,
+        "reason": outcome.reason,
+        "push_round": outcome.push_round,
+        "event_id": str(outcome.event.event_id) if outcome.event is not None else None,
+    }
+    summary.pushed_again.append(entry)
+    summary.results.append(entry)
+
+
 def replay(
     bootstrap_servers: str,
     prefix: str,
@@ -315,10 +414,13 @@ def replay(
     offsets: Sequence[tuple[int, int]] | None,
     event_id: str | None,
     timeout: float,
+    push_again: PushAgainFn | None = None,
 ) -> ReplaySummary:
-    """Republish the selected DLQ records (``offsets``, or all if None, filtered by event id).
+    """Replay the selected DLQ records (``offsets``, or all if None, filtered by event id).
 
-    Waits up to ``timeout`` seconds for the acknowledgements. Raises
+    A failed push is pushed again through ``push_again`` (see the module
+    docstring; without it every record is republished byte for byte). Waits
+    up to ``timeout`` seconds for the acknowledgements. Raises
     :class:`DlqError` before producing anything if a selected offset is not there.
     """
     from adapters.kafka.config import producer_config
@@ -330,13 +432,18 @@ def replay(
     summary = ReplaySummary()
 
     def delivered(report: DeliveryReport) -> None:
-        entry = dict(report.opaque) if isinstance(report.opaque, dict) else {}
+        opaque = dict(report.opaque) if isinstance(report.opaque, dict) else {}
+        result = opaque.pop("result", {})
+        entry = opaque
         if report.ok:
             entry.update(topic=report.topic, partition=report.partition, offset=report.offset)
             summary.replayed.append(entry)
+            result.update(action=REPUBLISHED, reason=f"republished to {report.topic}")
         else:
             entry["reason"] = str(report.error)
             summary.failed.append(entry)
+            result.update(action=DELIVERY_FAILED, reason=entry["reason"])
+        summary.results.append(result)
 
     producer = EventProducer(
         producer_config(bootstrap_servers, client_id="orderflow-dlq-replay"),
@@ -361,12 +468,31 @@ def replay(
                     f"original topic {info.original_topic if info else '?'} is not "
                     f"{prefix}'s requests topic or one of its retry tiers"
                 )
-                summary.skipped.append({**where, "reason": reason})
+                summary.skip(where, CODE_UNUSABLE, reason, **_keys(record, None))
                 continue
+            order = record.push_request()
+            if order is not None and push_again is not None:
+                try:
+                    outcome = push_again(order.org_id, order.id, order)
+                except (OrderFlowError, ValueError) as exc:
+                    # This record only: the others are still replayed (and flushed).
+                    reason = f"cannot push again: {exc}"
+                    summary.skip(where, CODE_UNUSABLE, reason, **_keys(record, order))
+                    continue
+                if outcome.code != CODE_NO_HISTORY:
+                    _record_push_again(summary, where, record, outcome)
+                    continue
+                # The push log never saw the order: its request is simply republished.
             if target not in existing:
-                summary.skipped.append({**where, "reason": f"topic {target} does not exist"})
+                reason = f"topic {target} does not exist"
+                summary.skip(where, CODE_UNUSABLE, reason, **_keys(record, order))
                 continue
-            opaque = {**where, "key": _key_text(record.key), "event_id": record.event_id}
+            opaque = {
+                **where,
+                "key": _key_text(record.key),
+                "event_id": record.event_id,
+                "result": {**where, **_keys(record, order)},
+            }
             producer.produce(
                 target, record.key, record.value, replay_headers(record, dlq_topic), opaque=opaque
             )

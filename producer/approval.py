@@ -80,12 +80,18 @@ def new_traceparent() -> str:
 
 
 def build_push_requested(
-    order: DraftOrder, *, occurred_at: datetime, traceparent: str | None = None
+    order: DraftOrder,
+    *,
+    occurred_at: datetime,
+    traceparent: str | None = None,
+    push_round: int = 0,
 ) -> OutboxEvent:
     """Return the ``PushRequested`` outbox event of an approved ``order``.
 
     The payload is the order as JSON (decimals as strings) plus
-    ``approved_at``; the headers are the pipeline's standard set, attempt 0.
+    ``approved_at``; the headers are the pipeline's standard set, attempt 0
+    of push round ``push_round`` (0: the approval; r >= 1: a push again,
+    whose idempotency key carries the round, see ``domain.idempotency``).
     """
     if occurred_at.tzinfo is None:
         raise ValueError("occurred_at must be timezone-aware")
@@ -98,7 +104,9 @@ def build_push_requested(
     headers = {
         "event_id": str(event_id),
         "event_type": EVENT_PUSH_REQUESTED,
-        "idempotency_key": generate_idempotency_key(order.org_id, order.id, 0),
+        "idempotency_key": generate_idempotency_key(
+            order.org_id, order.id, 0, push_round=push_round
+        ),
         "org_id": str(order.org_id),
         "attempt": "0",
         "occurred_at": occurred,

@@ -132,7 +132,7 @@ class FakePushLogStore:
             for e in self._db.push_log.values()
             if e.org_id == org_id and e.draft_order_id == draft_order_id
         ]
-        return sorted(entries, key=lambda e: e.attempt)
+        return sorted(entries, key=lambda e: (e.push_round, e.attempt))
 
     def claim(self, entry: PushLogEntry) -> PushLogEntry | None:
         if self.find(entry.idempotency_key) is not None:
@@ -141,12 +141,22 @@ class FakePushLogStore:
         return entry
 
     def take_over(
-        self, idempotency_key: str, *, now: datetime, lease_expires_at: datetime
+        self,
+        idempotency_key: str,
+        *,
+        now: datetime,
+        lease_expires_at: datetime,
+        connector_type: str | None = None,
     ) -> PushLogEntry | None:
         entry = self.find(idempotency_key)
         if entry is None or not entry.lease_expired(now):
             return None
-        entry = replace(entry, lease_expires_at=lease_expires_at, updated_at=now)
+        entry = replace(
+            entry,
+            lease_expires_at=lease_expires_at,
+            updated_at=now,
+            connector_type=connector_type or entry.connector_type,
+        )
         self._db.push_log[entry.id] = entry
         return entry
 

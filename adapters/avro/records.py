@@ -31,6 +31,7 @@ from adapters.avro.codec import (
     UnknownSchema,
     default_codec,
 )
+from domain.idempotency import parse_idempotency_key
 from domain.model import DraftOrder, DraftOrderStatus, OrderLine, PushStatus, storage_problem
 from domain.records import EVENT_PUSH_REQUESTED, OutboxEvent, order_from_json
 
@@ -212,6 +213,33 @@ def draft_order_from_push_requested(record: Mapping[str, Any]) -> DraftOrder:
         # to the DLQ, not fail (and be retried) for ever in front of its partition.
         raise InvalidMessage(f"order.{problem}")
     return order
+
+
+def push_round_of_request(record: Mapping[str, Any]) -> int:
+    """The push round a decoded ``PushRequested`` belongs to, read from its ``idempotency_key``.
+
+    A key of round ``r >= 1`` (``erp-push:<org>:<order>:r<r>:<attempt>``) must name
+    the record's own organisation, order and attempt, else ``InvalidMessage``.
+    Any other key is round 0: before push rounds existed the worker derived the
+    key from (org, order, attempt) and never read the field, so upstream keys of
+    another form keep working as they did.
+    """
+    try:
+        parsed = parse_idempotency_key(record["idempotency_key"])
+    except ValueError:
+        return 0
+    if parsed.push_round == 0:
+        return 0
+    if (parsed.org_id, parsed.draft_order_id, parsed.attempt) != (
+        record["org_id"],
+        record["draft_order_id"],
+        record["attempt"],
+    ):
+        raise InvalidMessage(
+            f"idempotency_key of push round {parsed.push_round} does not name this "
+            "record's org_id, draft_order_id and attempt"
+        )
+    return parsed.push_round
 
 
 def push_result_record(

@@ -3,7 +3,8 @@
 ``erp_connection`` and ``erp_push_log`` follow the seed's schema (names,
 columns, statuses, the ``idx_erp_push_log_idempotency`` unique index);
 ``erp_push_log`` adds ``updated_at``, ``lease_expires_at`` and ``attempt`` for
-the claim-before-call protocol. ``draft_order`` and ``outbox_event`` carry
+the claim-before-call protocol, and ``push_round`` / ``previous_idempotency_key``
+for pushing a FAILED order again. ``draft_order`` and ``outbox_event`` carry
 the transactional outbox.
 
 The Alembic migrations in ``adapters/postgres/migrations`` create exactly
@@ -123,6 +124,7 @@ class ERPPushLog(Base):
         ),
         CheckConstraint("retry_count >= 0", name="ck_erp_push_log_retry_count"),
         CheckConstraint("attempt >= 0", name="ck_erp_push_log_attempt"),
+        CheckConstraint("push_round >= 0", name="ck_erp_push_log_push_round"),
         Index(IDEMPOTENCY_INDEX, "idempotency_key", unique=True),
         Index("idx_erp_push_log_org_order", "org_id", "draft_order_id"),
         # Lets a reaper find PENDING claims whose worker died, cheaply.
@@ -152,6 +154,10 @@ class ERPPushLog(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     lease_expires_at: Mapped[datetime | None]
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    #: The push round of the attempt (0: the first push; r >= 1: the r-th push again).
+    push_round: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    #: On attempt 0 of a round >= 1: the final (FAILED) key of the round before it.
+    previous_idempotency_key: Mapped[str | None]
 
 
 class DraftOrderRow(Base):

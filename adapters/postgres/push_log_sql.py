@@ -11,7 +11,9 @@ ORM statement cost.
   organisation's ACTIVE connection and insert the PENDING row, unless the key
   exists (``ON CONFLICT DO NOTHING``, which waits for a concurrent inserter:
   exactly one of two racing claims wins) or the order has history that the
-  full logic must look at (attempt 0: any row; later attempts: a SUCCESS row).
+  full logic must look at (attempt 0: any row; later attempts: a SUCCESS row
+  or a row of a later push round). The row carries its ``push_round`` and
+  ``previous_idempotency_key``.
   Rows are inserted in idempotency-key order, so two batches that share keys
   lock them in the same order and cannot deadlock.
 * :meth:`PushLogBatchWriter.record_many` - update each PENDING row to its
@@ -48,8 +50,9 @@ WITH req AS (
     SELECT * FROM unnest(
         %(id)s::uuid[], %(org_id)s::uuid[], %(draft_order_id)s::uuid[], %(key)s::text[],
         %(attempt)s::int[], %(request_json)s::jsonb[], %(now)s::timestamptz[],
-        %(lease)s::timestamptz[]
-    ) AS r(id, org_id, draft_order_id, idempotency_key, attempt, request_json, now, lease)
+        %(lease)s::timestamptz[], %(push_round)s::int[], %(previous_key)s::text[]
+    ) AS r(id, org_id, draft_order_id, idempotency_key, attempt, request_json, now, lease,
+           push_round, previous_key)
 ),
 conn AS (
     SELECT c.id, c.org_id, c.connector_type, c.config_encrypted, c.status,
@@ -60,15 +63,17 @@ conn AS (
 ins AS (
     INSERT INTO erp_push_log (
         id, org_id, draft_order_id, connector_type, status, request_json,
-        idempotency_key, retry_count, attempt, created_at, updated_at, lease_expires_at
+        idempotency_key, retry_count, attempt, created_at, updated_at, lease_expires_at,
+        push_round, previous_idempotency_key
     )
     SELECT r.id, r.org_id, r.draft_order_id, c.connector_type, 'PENDING', r.request_json,
-           r.idempotency_key, r.attempt, r.attempt, r.now, r.now, r.lease
+           r.idempotency_key, r.attempt, r.attempt, r.now, r.now, r.lease,
+           r.push_round, r.previous_key
     FROM req r LEFT JOIN conn c ON c.org_id = r.org_id
     WHERE NOT EXISTS (
         SELECT 1 FROM erp_push_log h
         WHERE h.org_id = r.org_id AND h.draft_order_id = r.draft_order_id
-          AND (r.attempt = 0 OR h.status = 'SUCCESS')
+          AND (r.attempt = 0 OR h.status = 'SUCCESS' OR h.push_round > r.push_round)
     )
     ORDER BY r.idempotency_key
     ON CONFLICT (idempotency_key) DO NOTHING
@@ -192,6 +197,8 @@ class PushLogBatchWriter:
                 "request_json": [_dumps(e.request_json) for e in entries],
                 "now": [_iso(e.created_at) for e in entries],
                 "lease": [_iso(e.lease_expires_at) for e in entries],
+                "push_round": [e.push_round for e in entries],
+                "previous_key": [e.previous_idempotency_key for e in entries],
             },
         )
         granted: dict[str, ConnectionRecord | None] = {}

@@ -175,6 +175,8 @@ def _push_log_entry(row: RowMapping) -> PushLogEntry:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         lease_expires_at=row["lease_expires_at"],
+        push_round=row["push_round"],
+        previous_idempotency_key=row["previous_idempotency_key"],
     )
 
 
@@ -217,11 +219,11 @@ class SqlPushLogStore:
     def list_for_order(
         self, org_id: uuid.UUID, draft_order_id: uuid.UUID
     ) -> Sequence[PushLogEntry]:
-        """Return every attempt of (org, draft order), in attempt order."""
+        """Return every attempt of (org, draft order), by push round then attempt."""
         rows = self._session.execute(
             select(_PUSH_LOG)
             .where(_PUSH_LOG.c.org_id == org_id, _PUSH_LOG.c.draft_order_id == draft_order_id)
-            .order_by(_PUSH_LOG.c.attempt, _PUSH_LOG.c.created_at)
+            .order_by(_PUSH_LOG.c.push_round, _PUSH_LOG.c.attempt, _PUSH_LOG.c.created_at)
         ).mappings()
         return [_push_log_entry(row) for row in rows]
 
@@ -247,6 +249,8 @@ class SqlPushLogStore:
                 latency_ms=entry.latency_ms,
                 attempt=entry.attempt,
                 lease_expires_at=entry.lease_expires_at,
+                push_round=entry.push_round,
+                previous_idempotency_key=entry.previous_idempotency_key,
                 **_timestamps(entry.created_at, entry.updated_at),
             )
             .on_conflict_do_nothing(index_elements=[_PUSH_LOG.c.idempotency_key])
@@ -256,9 +260,21 @@ class SqlPushLogStore:
         return None if row is None else _push_log_entry(row)
 
     def take_over(
-        self, idempotency_key: str, *, now: datetime, lease_expires_at: datetime
+        self,
+        idempotency_key: str,
+        *,
+        now: datetime,
+        lease_expires_at: datetime,
+        connector_type: str | None = None,
     ) -> PushLogEntry | None:
-        """Renew the lease of a PENDING row whose lease expired; ``None`` if not."""
+        """Renew the lease of a PENDING row whose lease expired; ``None`` if not.
+
+        ``connector_type`` (if given) is recorded: a requested push again has
+        none until a worker resolves the connection as it takes the row.
+        """
+        values: dict[str, Any] = {"lease_expires_at": lease_expires_at, "updated_at": now}
+        if connector_type is not None:
+            values["connector_type"] = connector_type
         # The WHERE clause is re-checked after a concurrent updater commits
         # (READ COMMITTED), so two workers cannot both take the same claim.
         stmt = (
@@ -268,7 +284,7 @@ class SqlPushLogStore:
                 _PUSH_LOG.c.status == PushStatus.PENDING.value,
                 (_PUSH_LOG.c.lease_expires_at.is_(None)) | (_PUSH_LOG.c.lease_expires_at <= now),
             )
-            .values(lease_expires_at=lease_expires_at, updated_at=now)
+            .values(**values)
             .returning(*_PUSH_LOG.c)
         )
         row = self._session.execute(stmt).mappings().first()

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -59,8 +59,11 @@ def topics(kafka_bootstrap_servers: str) -> Iterator[TopicNames]:
 
 
 @pytest.fixture(autouse=True)
-def env(kafka_bootstrap_servers: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def env(
+    kafka_bootstrap_servers: str, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap_servers)
+    monkeypatch.setenv("DATABASE_URL", migrated_db_url)
     monkeypatch.setenv("ENCRYPTION_MASTER_KEY", os.urandom(32).hex())
 
 
@@ -229,6 +232,11 @@ def test_replay_republishes_key_value_and_headers_to_the_original_topic(
     summary = json.loads(out)
     assert (summary["replayed"], summary["skipped"], summary["failed"]) == (2, 0, 0)
     assert {r["topic"] for r in summary["records"]} == {topics.requests}
+    # Orders the push log never saw: republished, and said so per record.
+    assert {(r["dlq_partition"], r["dlq_offset"], r["action"]) for r in summary["results"]} == {
+        (first.partition, first.offset, "republished"),
+        (from_tier.partition, from_tier.offset, "republished"),
+    }
 
     received = {r.key: r for r in read(kafka_bootstrap_servers, topics.requests, 2)}
     assert set(received) == {first.key, from_tier.key}
@@ -275,6 +283,22 @@ def test_replay_refuses_bad_selections_in_one_line(
     assert read(kafka_bootstrap_servers, topics.requests, 0, settle=0.3) == []
 
 
+def test_replay_without_a_database_is_refused_before_anything_is_sent(
+    topics: TopicNames,
+    kafka_bootstrap_servers: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    letter = dead_letter(topics, make_order(uuid.uuid4()))
+    produce(kafka_bootstrap_servers, topics.dlq, [letter])
+    monkeypatch.delenv("DATABASE_URL")
+    status, out = run("dlq", "replay", "--topic-prefix", topics.prefix, "--all")
+    err = capsys.readouterr().err
+    assert (status, out) == (EXIT_USAGE, "")
+    assert "DATABASE_URL is not set" in err and err.count("\n") == 1
+    assert read(kafka_bootstrap_servers, topics.requests, 0, settle=0.3) == []
+
+
 def test_replay_skips_a_record_without_failure_headers(
     topics: TopicNames, kafka_bootstrap_servers: str
 ) -> None:
@@ -284,6 +308,9 @@ def test_replay_skips_a_record_without_failure_headers(
     assert status == EXIT_FAILED
     summary = json.loads(out)
     assert (summary["replayed"], summary["skipped"]) == (0, 1)
+    [result] = summary["results"]
+    assert (result["action"], result["code"]) == ("skipped", "unusable")
+    assert result["reason"] == "no failure headers"
 
 
 class SharedMock:
@@ -341,15 +368,22 @@ def test_replaying_twice_through_the_push_worker_exports_once(
         thread.start()
         try:
             where = f"{letter.partition}:{letter.offset}"
-            for _ in range(2):
-                status, out = run(
-                    "dlq", "replay", "--topic-prefix", topics.prefix, "--offset", where
-                )
-                assert status == EXIT_OK, out
-            wait_until(
-                lambda: worker.stats.get("SUCCESS", 0) + worker.stats.get("duplicate", 0) >= 2,
-                "both replays handled",
-            )
+            # The push log never saw the order: the record is republished as it is.
+            status, out = run("dlq", "replay", "--topic-prefix", topics.prefix, "--offset", where)
+            assert status == EXIT_OK, out
+            assert json.loads(out)["results"][0]["action"] == "republished"
+            wait_until(lambda: worker.stats.get("SUCCESS", 0) >= 1, "the replay exported")
+            # Now it was exported: a second replay is skipped, saying why.
+            status, out = run("dlq", "replay", "--topic-prefix", topics.prefix, "--offset", where)
+            assert status == EXIT_OK, out
+            summary = json.loads(out)
+            assert (summary["replayed"], summary["skipped"]) == (0, 1)
+            [skipped] = summary["results"]
+            assert (skipped["action"], skipped["code"]) == ("skipped", "already_pushed")
+            assert "already pushed: SUCCESS under key" in skipped["reason"]
+            # A plain republish of it (as replay did before) is still only a duplicate.
+            produce(kafka_bootstrap_servers, topics.requests, [replace(letter)])
+            wait_until(lambda: worker.stats.get("duplicate", 0) >= 1, "the duplicate handled")
         finally:
             worker.stop()
             thread.join(DEADLINE)

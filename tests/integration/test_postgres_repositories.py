@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -346,3 +347,37 @@ def test_outbox_assigns_increasing_ids_and_lists_unpublished(
         assert list(uow.outbox.list_unpublished(limit=2)) == stored[:2]
         assert uow.outbox.get(events[1].event_id) == stored[1]
         assert uow.outbox.get(uuid.uuid4()) is None
+
+
+def test_push_rounds_are_stored_listed_in_order_and_a_requested_round_is_taken(
+    new_uow: Callable[[], UnitOfWork],
+) -> None:
+    org, order = uuid.uuid4(), uuid.uuid4()
+    failed = _pending("k-r0-0", org=org, order=order)
+    retried = _pending("k-r0-1", org=org, order=order, attempt=1)
+    # A push again: round 1, attempt 0, no lease and no connector type yet, linked.
+    requested = replace(
+        _pending("k-r1-0", org=org, order=order),
+        push_round=1,
+        previous_idempotency_key="k-r0-1",
+        lease_expires_at=None,
+        connector_type=None,
+    )
+    with new_uow() as uow:
+        for entry in (requested, retried, failed):
+            uow.push_log.claim(entry)
+        uow.commit()
+    with new_uow() as uow:
+        listed = uow.push_log.list_for_order(org, order)
+        assert [(e.push_round, e.attempt) for e in listed] == [(0, 0), (0, 1), (1, 0)]
+        assert listed[2] == requested
+        assert (listed[0].push_round, listed[0].previous_idempotency_key) == (0, None)
+        taken = uow.push_log.take_over(
+            "k-r1-0", now=NOW, lease_expires_at=NOW + timedelta(seconds=60), connector_type="MOCK"
+        )
+        assert taken is not None
+        assert (taken.connector_type, taken.lease_expires_at) == (
+            "MOCK",
+            NOW + timedelta(seconds=60),
+        )
+        assert (taken.push_round, taken.previous_idempotency_key) == (1, "k-r0-1")

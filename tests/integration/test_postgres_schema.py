@@ -124,7 +124,11 @@ def test_seed_columns_and_index_names(engine: Engine) -> None:
         "updated_at",
         "lease_expires_at",
         "attempt",
+        "push_round",
+        "previous_idempotency_key",
     } == set(columns)
+    assert columns["push_round"]["nullable"] is False
+    assert columns["previous_idempotency_key"]["nullable"] is True
     assert str(columns["request_json"]["type"]) == "JSONB"
     indexes = {i["name"]: i for i in insp.get_indexes("erp_push_log")}
     assert indexes["idx_erp_push_log_idempotency"]["unique"]

@@ -370,3 +370,39 @@ def test_every_caller_of_a_failing_batch_sees_the_error() -> None:
     assert all(type(f.__cause__).__name__ == "OperationalError" for f in failures)
     # No password or DSN in what the callers see beyond libpq's own connection message.
     assert repr(PushLogBatchWriter("postgresql://u:secret@h/db")) == "PushLogBatchWriter()"
+
+
+def test_claims_carry_their_push_round_and_yield_to_a_later_round(
+    writer: PushLogBatchWriter, engine: Engine
+) -> None:
+    org, order = uuid.uuid4(), uuid.uuid4()
+    add_connection(engine, org)
+    first = pending(org, order, key=f"{order}-r0-0")
+    later = replace(
+        pending(org, order, attempt=1, key=f"{order}-r2-1"),
+        push_round=2,
+        previous_idempotency_key=f"{order}-r1-3",
+    )
+    stale = pending(org, order, attempt=1, key=f"{order}-r1-1")
+    stale = replace(stale, push_round=1)
+    [grant] = writer.claim_many([ClaimRequest(first)])
+    assert grant.claimed
+    assert rows(
+        engine,
+        "SELECT push_round, previous_idempotency_key FROM erp_push_log WHERE id = :i",
+        i=first.id,
+    ) == [(0, None)]
+    # A retry of round 2: claimed the quick way, with its round and link written.
+    [grant] = writer.claim_many([ClaimRequest(later)])
+    assert grant.claimed
+    assert rows(
+        engine,
+        "SELECT push_round, previous_idempotency_key FROM erp_push_log WHERE id = :i",
+        i=later.id,
+    ) == [(2, f"{order}-r1-3")]
+    # A new key of round 1 once round 2 exists: left to the full logic (a duplicate there).
+    [grant] = writer.claim_many([ClaimRequest(stale)])
+    assert not grant.claimed
+    assert rows(engine, "SELECT count(*) FROM erp_push_log WHERE draft_order_id = :o", o=order) == [
+        (2,)
+    ]

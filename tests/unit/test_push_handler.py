@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -16,18 +17,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.avro.codec import decode_push_requested, encode_push_requested
-from adapters.avro.records import push_requested_record
+from adapters.avro.records import push_requested_from_outbox, push_requested_record
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.kafka.headers import EventHeaders, build_headers
 from consumer.outbox_events import EVENT_PUSH_DEAD_LETTERED, EVENT_PUSH_RESULT, encode_retry
 from consumer.push_attempt import NO_ACTIVE_CONNECTION, AttemptOutcome, PushAttempts
-from consumer.push_handler import DEFER_AFTER, DEFERRED, Handled, PushHandler, RetrySettings
+from consumer.push_handler import (
+    DEFER_AFTER,
+    DEFERRED,
+    DeadLetter,
+    Handled,
+    PushHandler,
+    RetrySettings,
+)
 from domain.errors import ConnectorRejectedError, ConnectorTransientError
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, OrderLine, PushStatus
 from domain.ports import ExportResult
 from domain.push_writes import ClaimGrant
 from domain.records import ConnectionRecord, OutboxEvent, PushLogEntry
+from producer.push_again import PushAgainOutcome, push_again
 from tests.fakes import (
     FakeCipher,
     FakeClock,
@@ -58,7 +67,8 @@ class FakeBatchedWrites:
 
     Same rules as ``adapters.postgres.push_log_sql`` (its integration tests pin
     them on PostgreSQL): a claim is inserted only for a new key of an order
-    without history (attempt 0) or without SUCCESS (later attempts); an outcome
+    without history (attempt 0) or without SUCCESS or a later round's row (later
+    attempts); an outcome
     and its events only while the row is PENDING.
     """
 
@@ -75,7 +85,10 @@ class FakeBatchedWrites:
         ]
         if any(e.idempotency_key == entry.idempotency_key for e in history):
             return ClaimGrant(False)
-        if any(entry.attempt == 0 or e.status is PushStatus.SUCCESS for e in history):
+        if any(
+            entry.attempt == 0 or e.status is PushStatus.SUCCESS or e.push_round > entry.push_round
+            for e in history
+        ):
             return ClaimGrant(False)
         connection = next(
             (c for c in self.db.connections.values() if c.org_id == entry.org_id and c.is_active),
@@ -621,3 +634,179 @@ def test_one_thread_decrypts_a_connection_config_once_and_again_when_it_changes(
     assert CountingCipher.decrypted == 2
     assert env.connector.calls[-1][1]["host"] == "erp2"
     assert SECRET not in repr(attempts)
+
+
+# --- push rounds: a FAILED order pushed again ----------------------------------------------
+
+
+def _pushed_request(env: Env, event: OutboxEvent) -> ConsumedMessage:
+    """What the worker consumes once the relay published a PushRequested outbox event."""
+    items = tuple((k, v.encode()) for k, v in event.headers.items())
+    value = encode_push_requested(push_requested_from_outbox(event))
+    return env._message("requests", value, items, str(event.aggregate_id))
+
+
+def _rounds(env: Env, order: DraftOrder) -> list[tuple[int, int, PushStatus]]:
+    entries = sorted(env.log(order), key=lambda e: (e.push_round, e.attempt))
+    return [(e.push_round, e.attempt, e.status) for e in entries]
+
+
+def _push_again(env: Env, order: DraftOrder) -> PushAgainOutcome:
+    return push_again(FakeUnitOfWork(env.db), order.org_id, order.id, clock=env.clock)
+
+
+def test_a_failed_order_pushed_again_runs_a_new_round_and_exports_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env = Env()
+    order = make_order(uuid.uuid4())
+    first = env.request(order)
+    assert env.handle(first) == "FAILED"  # no connection yet
+    env.connect(order.org_id)
+    with caplog.at_level(logging.INFO, logger="orderflow.consumer"):
+        assert env.handle(first) == "duplicate"  # a plain republish does nothing...
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "orderflow orders retry" in warning.getMessage()  # ...and says what does
+    assert env.calls(order) == 0
+
+    outcome = _push_again(env, order)
+    assert outcome.pushed_again and outcome.push_round == 1
+    failed_key = generate_idempotency_key(order.org_id, order.id, 0)
+    assert outcome.previous_idempotency_key == failed_key
+    assert outcome.event is not None
+    assert env.handle(_pushed_request(env, outcome.event)) == "SUCCESS"
+    assert _rounds(env, order) == [(0, 0, PushStatus.FAILED), (1, 0, PushStatus.SUCCESS)]
+    [again] = [e for e in env.log(order) if e.push_round == 1]
+    assert again.idempotency_key == generate_idempotency_key(
+        order.org_id, order.id, 0, push_round=1
+    )
+    assert (again.previous_idempotency_key, again.connector_type) == (failed_key, "MOCK")
+    result = env.outbox()[-1]
+    assert result.event_type == EVENT_PUSH_RESULT and result.payload["status"] == "SUCCESS"
+    assert result.payload["idempotency_key"] == again.idempotency_key
+    assert result.headers["idempotency_key"] == again.idempotency_key
+
+    # Exactly one ERP effect, whatever arrives or is asked for afterwards.
+    assert env.handle(_pushed_request(env, outcome.event)) == "duplicate"
+    assert env.handle(first) == "duplicate"
+    assert _push_again(env, order).code == "already_pushed"
+    assert env.calls(order) == 1
+
+
+def test_retries_of_a_later_round_keep_the_round_in_their_keys() -> None:
+    env = Env(RetrySettings(max_retries=2, retry_delay_base=1.0, retry_tiers=3))
+    order = make_order(uuid.uuid4())
+    assert env.handle(env.request(order)) == "FAILED"
+    env.connect(order.org_id)
+    env.connector.handler = fail_times(1)
+    outcome = _push_again(env, order)
+    assert outcome.event is not None
+    assert env.handle(_pushed_request(env, outcome.event)) == "RETRYING"
+    retry = env.outbox()[-1]
+    key = generate_idempotency_key(order.org_id, order.id, 1, push_round=1)
+    assert retry.headers["idempotency_key"] == key == retry.payload["idempotency_key"]
+    env.clock.advance(1.0)
+    assert env.handle(env.from_outbox(retry)) == "SUCCESS"
+    assert _rounds(env, order) == [
+        (0, 0, PushStatus.FAILED),
+        (1, 0, PushStatus.RETRYING),
+        (1, 1, PushStatus.SUCCESS),
+    ]
+    assert env.outbox()[-1].payload["idempotency_key"] == key
+
+
+def test_a_round_that_fails_again_can_be_pushed_again_once_more() -> None:
+    env = Env()
+    order = make_order(uuid.uuid4())
+    assert env.handle(env.request(order)) == "FAILED"
+    first = _push_again(env, order)
+    assert first.event is not None
+    assert env.handle(_pushed_request(env, first.event)) == "FAILED"  # still no connection
+    result, dead = env.outbox()[-2:]
+    round_key = generate_idempotency_key(order.org_id, order.id, 0, push_round=1)
+    assert result.payload["idempotency_key"] == round_key
+    assert dead.event_type == EVENT_PUSH_DEAD_LETTERED
+    assert dead.headers["idempotency_key"] == round_key
+    env.connect(order.org_id)
+    second = _push_again(env, order)
+    assert (second.push_round, second.previous_idempotency_key) == (2, round_key)
+    assert second.event is not None
+    assert env.handle(_pushed_request(env, second.event)) == "SUCCESS"
+    assert env.calls(order) == 1
+
+
+def test_requests_of_an_older_round_are_duplicates_once_a_newer_round_exists() -> None:
+    env = Env(RetrySettings(max_retries=3, retry_delay_base=1.0, retry_tiers=3))
+    order = make_order(uuid.uuid4())
+    old = env.request(order)
+    assert env.handle(old) == "FAILED"
+    env.connect(order.org_id)
+    env.connector.handler = transient()
+    outcome = _push_again(env, order)
+    assert outcome.event is not None
+    assert env.handle(_pushed_request(env, outcome.event)) == "RETRYING"
+    # Round 1 is in retry: round 0's request neither runs nor waits for it.
+    assert env.handle(env.request(order)) == "duplicate"
+    assert env.handle(old) == "duplicate"
+    assert env.calls(order) == 1
+
+
+def test_a_hand_made_round_request_waits_while_the_order_is_being_pushed() -> None:
+    env = Env(RetrySettings(max_retries=3, retry_delay_base=1.0, retry_tiers=3))
+    env.connector.handler = transient()
+    order = make_order(uuid.uuid4())
+    env.connect(order.org_id)
+    assert env.handle(env.request(order)) == "RETRYING"
+    message = _round_request(env, order, push_round=1)
+    assert env.handle(message) == "deferred"
+    assert [e.push_round for e in env.log(order)] == [0]
+    assert env.calls(order) == 1
+
+
+def test_a_hand_made_round_request_after_a_failure_is_linked_to_it() -> None:
+    env = Env()
+    order = make_order(uuid.uuid4())
+    assert env.handle(env.request(order)) == "FAILED"
+    env.connect(order.org_id)
+    assert env.handle(_round_request(env, order, push_round=3)) == "SUCCESS"
+    [again] = [e for e in env.log(order) if e.push_round == 3]
+    assert again.previous_idempotency_key == generate_idempotency_key(order.org_id, order.id, 0)
+
+
+def test_a_round_key_naming_another_order_is_dead_lettered() -> None:
+    env = Env()
+    order = make_order(uuid.uuid4())
+    env.connect(order.org_id)
+    wrong = generate_idempotency_key(order.org_id, uuid.uuid4(), 0, push_round=1)
+    result = env.handler.handle(_round_request(env, order, push_round=1, key=wrong))
+    assert isinstance(result, DeadLetter)
+    assert "idempotency_key of push round 1" in result.reason
+    assert env.log(order) == [] and env.calls(order) == 0
+
+
+def _round_request(
+    env: Env, order: DraftOrder, *, push_round: int, key: str | None = None
+) -> ConsumedMessage:
+    now = env.clock()
+    event_id = uuid.uuid4()
+    key = key or generate_idempotency_key(order.org_id, order.id, 0, push_round=push_round)
+    value = encode_push_requested(
+        push_requested_record(
+            order,
+            event_id=event_id,
+            idempotency_key=key,
+            attempt=0,
+            occurred_at=now,
+            approved_at=now,
+        )
+    )
+    headers = EventHeaders(
+        event_id=event_id,
+        event_type="PushRequested",
+        idempotency_key=key,
+        org_id=order.org_id,
+        attempt=0,
+        occurred_at=now,
+        traceparent=TRACEPARENT,
+    )
+    return env._message("requests", value, tuple(build_headers(headers)), str(order.id))
