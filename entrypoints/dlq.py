@@ -39,7 +39,7 @@ REPLAYED_FROM_DLQ = f"{REPLAYED_PREFIX}dlq"
 
 
 class DlqError(Exception):
-    """Bad input or an unusable DLQ (one line, shown by the CLI as a usage error)."""
+    """A selection that matches nothing or an unusable DLQ (one line; the CLI exits 1)."""
 
 
 @dataclass(frozen=True)
