@@ -49,6 +49,7 @@ from consumer.push_attempt import (
 )
 from domain.idempotency import generate_idempotency_key as _generate_key
 from domain.model import DraftOrder, PushStatus
+from domain.order_input import to_draft_order
 from domain.records import PushLogEntry, utc_now
 from domain.repositories import UnitOfWork
 from domain.retry import RetryPolicy, retry_delay
@@ -132,11 +133,18 @@ class PushOrchestrator:
     def push_order(
         self,
         org_id: uuid.UUID | str,
-        draft_order: DraftOrder,
+        draft_order: object,
         max_retries: int = 3,
         retry_delay_base: float = 1.0,
     ) -> PushLogEntry:
         """Push ``draft_order`` to the organisation's ERP; return the deciding log entry.
+
+        ``draft_order`` is a ``DraftOrder``, the ``DraftOrderRow`` ORM row, a
+        mapping (``order_to_json``'s shape) or any object with the order's
+        attributes (``domain.order_input.to_draft_order``); without an
+        ``org_id`` of its own it is ``org_id``'s. Anything else raises
+        ``InvalidDraftOrder`` (a ``ValueError``) listing every problem, before
+        anything is written or exported.
 
         The result's ``status`` is ``"SUCCESS"`` or ``"FAILED"``; it is
         ``"PENDING"`` if another worker holds the attempt right now, and
@@ -144,12 +152,11 @@ class PushOrchestrator:
         call may make (``max_retries``) without finishing the push.
         """
         policy = RetryPolicy(max_retries=max_retries, retry_delay_base=retry_delay_base)
-        org = uuid.UUID(str(org_id))
-        if draft_order.org_id != org:
-            raise ValueError(
-                f"Draft order {draft_order.id} belongs to organisation "
-                f"{draft_order.org_id}, not {org}"
-            )
+        order = to_draft_order(draft_order, org_id=org_id)
+        return self._push(order.org_id, order, policy)
+
+    def _push(self, org: uuid.UUID, draft_order: DraftOrder, policy: RetryPolicy) -> PushLogEntry:
+        """``push_order`` of a converted order: dedupe, then attempts until one decides."""
         with self.uow as uow:
             done = uow.push_log.find_success(org, draft_order.id)
         if done is not None:

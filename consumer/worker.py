@@ -580,10 +580,14 @@ def run_worker(
     return worker
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse the command line of ``python -m consumer.worker``."""
+#: Program name in the worker's usage line when run as ``python -m consumer.worker``.
+WORKER_PROG = "python -m consumer.worker"
+
+
+def parse_args(argv: Sequence[str] | None = None, *, prog: str = WORKER_PROG) -> argparse.Namespace:
+    """Parse the command line of ``python -m consumer.worker`` (``prog``: the name shown)."""
     parser = argparse.ArgumentParser(
-        prog="python -m consumer.worker", description="Run the ERP push worker (consumer group)."
+        prog=prog, description="Run the ERP push worker (consumer group)."
     )
     add_service_arguments(parser)
     parser.add_argument("--group", default="orderflow-push", help="consumer group id")
@@ -646,9 +650,13 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m consumer.worker``; exit status 0 after a clean stop."""
-    args = parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str = WORKER_PROG) -> int:
+    """Entry point of ``python -m consumer.worker``; exit status 0 after a clean stop.
+
+    ``prog`` names the command in usage and error lines (``orderflow consume``
+    passes its own name).
+    """
+    args = parse_args(argv, prog=prog)
     configure_logging(args.log_level)
     # Set explicitly (it is CPython's default): with the pool busy the worker is
     # CPU-bound, and a shorter interval forces a GIL hand-off (a futex wake and a

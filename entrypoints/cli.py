@@ -1,7 +1,11 @@
 """The ``orderflow`` command line: database, keys, connections, orders and the push log.
 
-Every command prints one clear line and exits non-zero on bad input; no
-command prints a secret (configs are shown masked).
+Every command prints one clear line on error; no command prints a secret
+(configs are shown masked). Exit status: 0 done; 1 the input was invalid
+(a file, a config, an order, an id that does not exist) or the operation
+failed; 2 usage only: the command line itself is wrong (argparse's errors,
+a missing or malformed flag, a flag combination, a required setting such as
+``DATABASE_URL`` not set).
 """
 
 from __future__ import annotations
@@ -9,17 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from decimal import InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from domain.errors import OrderFlowError
+from domain.order_input import shown_key, to_draft_order
 from entrypoints.settings import Settings, SettingsError
 
 if TYPE_CHECKING:  # the commands import their dependencies lazily (fast --help)
@@ -32,9 +37,40 @@ EXIT_USAGE = 2
 
 Handler = Callable[[argparse.Namespace, Settings, TextIO], int]
 
+#: ``orders approve --help``: the order file's format (README "Order files" says the same).
+ORDER_FILE_HELP = """\
+The order file is one JSON object (UTF-8; '-' reads standard input):
+
+  id             UUID      optional: the draft order's id (a new one if absent)
+  org_id         UUID      optional: must equal --org if given
+  order_number   text      required, unique within the organisation
+  customer_code  text      required: the customer's code in the ERP
+  currency       text      optional, default "EUR"
+  status         text      optional: "DRAFT" or "APPROVED" (approved either way)
+  notes          text      optional, default ""
+  lines          list      optional, default []: objects with
+      line_no       integer   required
+      product_code  text      required
+      quantity      decimal   required: text such as "2.50", or an integer
+      unit_price    decimal   required: same form
+      description   text      optional, default ""
+      unit          text      optional, default "unit"
+  extra          object    optional: free-form JSON metadata
+  total          decimal   optional: must equal the sum of quantity * unit_price
+
+Unknown or repeated keys are refused; decimals are never floats (write "2.50",
+not 2.50). Every problem is reported at once, with its path (e.g.
+lines[1].quantity: required), and nothing is written: exit status 1.
+Example: examples/order.json.
+"""
+
 
 class CliError(Exception):
-    """Bad input on the command line: printed as one line, exit status 2."""
+    """Invalid input or a failed operation: printed as one line, exit status 1."""
+
+
+class UsageError(CliError):
+    """The command line itself is wrong (flags, their combination): exit status 2."""
 
 
 def _uuid(text: str) -> uuid.UUID:
@@ -44,8 +80,12 @@ def _uuid(text: str) -> uuid.UUID:
         raise argparse.ArgumentTypeError(f"not a UUID: {text!r}") from None
 
 
-def _read_json(path: str, what: str) -> Any:
-    """Read JSON from ``path`` ('-' is standard input) with a clear error."""
+def _read_json(path: str, what: str, *, unique_keys: bool = False) -> Any:
+    """Read JSON from ``path`` ('-' is standard input) with a clear error.
+
+    With ``unique_keys`` a key repeated in an object is refused (``json``
+    would silently keep the last value).
+    """
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -53,12 +93,58 @@ def _read_json(path: str, what: str) -> Any:
     except UnicodeDecodeError:
         raise CliError(f"{what} file {path!r} is not UTF-8") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys(what) if unique_keys else None)
     except json.JSONDecodeError as exc:
         # The position only: the document may hold secrets.
         raise CliError(
             f"{what} is not valid JSON (line {exc.lineno}, column {exc.colno})"
         ) from None
+
+
+def _unique_keys(what: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    def build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        built: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in built:
+                raise CliError(f"{what} has the key {shown_key(key)} twice in one object")
+            built[key] = value
+        return built
+
+    return build
+
+
+def _positive_int(text: str) -> int:
+    """A whole number >= 1 (argparse type)."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """A whole number >= 0 (argparse type)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _non_negative_float(text: str) -> float:
+    """A finite number >= 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
 
 
 def _print_json(out: TextIO, value: Any) -> None:
@@ -69,10 +155,15 @@ def _print_json(out: TextIO, value: Any) -> None:
 
 
 def _db_upgrade(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    from alembic.util.exc import CommandError
+
     from adapters.postgres import migrate
 
     url = settings.require_database_url()
-    migrate.upgrade(url, args.revision)
+    try:
+        migrate.upgrade(url, args.revision)
+    except CommandError as exc:  # e.g. an unknown --revision
+        raise CliError(str(exc)) from None
     out.write(f"database upgraded to {migrate.current_revision(url)}\n")
     return EXIT_OK
 
@@ -99,8 +190,6 @@ def _keys_rewrap(args: argparse.Namespace, settings: Settings, out: TextIO) -> i
     from adapters.crypto.encryption import ConfigCipher
     from entrypoints.key_rotation import rewrap_all
 
-    if args.batch_size < 1:
-        raise CliError("--batch-size must be at least 1")
     report = rewrap_all(
         settings.require_database_url(),
         ConfigCipher.from_env(),
@@ -117,7 +206,7 @@ def _keys_rewrap(args: argparse.Namespace, settings: Settings, out: TextIO) -> i
 def _kafka_servers(args: argparse.Namespace, settings: Settings) -> str:
     servers = args.bootstrap_servers or settings.kafka_bootstrap_servers
     if not servers:
-        raise CliError("KAFKA_BOOTSTRAP_SERVERS is not set (or pass --bootstrap-servers)")
+        raise UsageError("KAFKA_BOOTSTRAP_SERVERS is not set (or pass --bootstrap-servers)")
     return str(servers)
 
 
@@ -128,8 +217,11 @@ def _dlq_list(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 
     try:
         topic = TopicNames(args.topic_prefix, retry_tiers=0).dlq
+    except TopicNameError as exc:
+        raise UsageError(str(exc)) from None
+    try:
         list_records(_kafka_servers(args, settings), topic, out, args.timeout)
-    except (DlqError, TopicNameError) as exc:
+    except DlqError as exc:
         raise CliError(str(exc)) from None
     return EXIT_OK
 
@@ -149,20 +241,26 @@ def _push_again_fn(database_url: str) -> PushAgainFn:
 
 def _dlq_replay(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     from adapters.kafka.errors import TopicNameError
+    from adapters.kafka.topics import TopicNames
     from entrypoints.dlq import DlqError, parse_offset, replay
 
     if args.all and args.offset:
-        raise CliError("give --offset or --all, not both")
+        raise UsageError("give --offset or --all, not both")
     if not (args.all or args.offset or args.event_id):
-        raise CliError("nothing selected: give --offset PARTITION:OFFSET, --all or --event-id")
+        raise UsageError("nothing selected: give --offset PARTITION:OFFSET, --all or --event-id")
     if not settings.database_url:
         # Without the push log a failed push cannot be told from other dead letters,
-        # and republishing it would do nothing (its keys are FAILED for good).
-        raise CliError(
+        # and republishing it would do nothing (its keys are FAILED for good). Like a
+        # missing flag: a usage error.
+        raise UsageError(
             "DATABASE_URL is not set: dlq replay reads the push log to push failed orders again"
         )
     try:
         offsets = [parse_offset(o) for o in args.offset] if args.offset else None
+        TopicNames(args.topic_prefix, retry_tiers=0)
+    except (TopicNameError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
         summary = replay(
             _kafka_servers(args, settings),
             args.topic_prefix,
@@ -271,25 +369,28 @@ def _connections_disable(args: argparse.Namespace, settings: Settings, out: Text
 
 
 def _orders_approve(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
-    from domain.records import order_from_json
     from entrypoints import bootstrap
     from producer.approval import approve_draft_order
 
-    data = _read_json(args.file, "order")
+    data = _read_json(args.file, "order", unique_keys=True)
     if not isinstance(data, dict):
-        raise CliError("order must be a JSON object")
-    data = {**data, "org_id": str(args.org), "id": str(data.get("id") or uuid.uuid4())}
-    data.pop("status", None)
-    try:
-        order = order_from_json(data)
-    except KeyError as exc:
-        raise CliError(f"order is missing the field {exc.args[0]!r}") from None
-    except (ValueError, TypeError, InvalidOperation) as exc:
-        raise CliError(f"order has an invalid value: {type(exc).__name__}") from None
+        raise CliError(
+            f"order must be a JSON object, not a JSON {_json_kind(data)} "
+            "(see `orderflow orders approve --help`)"
+        )
+    if data.get("id") is None:
+        data = {**data, "id": str(uuid.uuid4())}
+    # Every problem at once (InvalidDraftOrder, exit 1), before anything is written.
+    order = to_draft_order(data, org_id=args.org)
     uow = bootstrap.sql_unit_of_work(database_url=settings.require_database_url())
     event = approve_draft_order(uow, args.org, order)
     _print_json(out, {"draft_order_id": str(order.id), "event_id": str(event.event_id)})
     return EXIT_OK
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return kinds.get(type(value), "null")
 
 
 def _orders_push(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
@@ -406,10 +507,10 @@ def _run_process(name: str, argv: Sequence[str]) -> int:
     if name == "relay":
         from producer.relay import main as relay_main
 
-        return relay_main(list(argv))
+        return relay_main(list(argv), prog="orderflow relay")
     from consumer.worker import main as worker_main
 
-    return worker_main(list(argv))
+    return worker_main(list(argv), prog="orderflow consume")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -437,7 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
         "to their row's org and connector type (idempotent)",
     )
     rewrap.add_argument("--dry-run", action="store_true", help="count only, change nothing")
-    rewrap.add_argument("--batch-size", type=int, default=100, help="rows per transaction")
+    rewrap.add_argument(
+        "--batch-size", type=_positive_int, default=100, help="rows per transaction"
+    )
     rewrap.set_defaults(handler=_keys_rewrap)
 
     dlq = groups.add_parser("dlq", help="dead letters").add_subparsers(dest="cmd", required=True)
@@ -489,15 +592,24 @@ def build_parser() -> argparse.ArgumentParser:
     orders = groups.add_parser("orders", help="draft orders").add_subparsers(
         dest="cmd", required=True
     )
-    approve = orders.add_parser("approve", help="approve a draft order (JSON file)")
-    approve.add_argument("--org", type=_uuid, required=True)
-    approve.add_argument("--file", required=True, help="order JSON file, '-' for stdin")
+    approve = orders.add_parser(
+        "approve",
+        help="approve a draft order (JSON file)",
+        description="Approve a draft order and request its push (order + outbox event in\n"
+        "one transaction); prints the draft_order_id and the event_id.",
+        epilog=ORDER_FILE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    approve.add_argument("--org", type=_uuid, required=True, help="the organisation (UUID)")
+    approve.add_argument(
+        "--file", required=True, help="order JSON file, '-' for stdin (format below)"
+    )
     approve.set_defaults(handler=_orders_approve)
     push = orders.add_parser("push", help="push an approved order now (synchronous)")
     push.add_argument("--org", type=_uuid, required=True)
     push.add_argument("--order", type=_uuid, required=True)
-    push.add_argument("--max-retries", type=int, default=3)
-    push.add_argument("--retry-delay-base", type=float, default=1.0)
+    push.add_argument("--max-retries", type=_non_negative_int, default=3)
+    push.add_argument("--retry-delay-base", type=_non_negative_float, default=1.0)
     push.set_defaults(handler=_orders_push)
     retry = orders.add_parser(
         "retry",
@@ -555,10 +667,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args, settings, stream)
-    except (CliError, SettingsError) as exc:
+    except (UsageError, SettingsError) as exc:
         sys.stderr.write(f"orderflow: error: {exc}\n")
         return EXIT_USAGE
-    except (OrderFlowError, ValueError) as exc:
+    except (CliError, OrderFlowError, ValueError) as exc:
         sys.stderr.write(f"orderflow: error: {exc}\n")
         return EXIT_FAILED
     except SQLAlchemyError as exc:

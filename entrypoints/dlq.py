@@ -67,7 +67,7 @@ PushAgainFn = Callable[[uuid.UUID, uuid.UUID, DraftOrder], PushAgainOutcome]
 
 
 class DlqError(Exception):
-    """Bad input or an unusable DLQ (one line, shown by the CLI as a usage error)."""
+    """A selection that matches nothing or an unusable DLQ (one line; the CLI exits 1)."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from adapters.postgres.approval_sql import (
 from domain.errors import OrderFlowError
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, DraftOrderStatus, storage_problem
+from domain.order_input import to_draft_order
 from domain.records import (
     AGGREGATE_DRAFT_ORDER,
     EVENT_PUSH_REQUESTED,
@@ -134,19 +135,23 @@ def build_push_requested(
 def approve_draft_order(
     uow: UnitOfWork,
     org_id: uuid.UUID | str,
-    order: DraftOrder,
+    order: object,
     *,
     clock: Callable[[], datetime] = utc_now,
     traceparent: str | None = None,
 ) -> OutboxEvent:
     """Approve ``order`` for ``org_id`` and request its push, in one transaction.
 
-    A new order is inserted, an existing DRAFT is overwritten with
-    ``order``'s fields; both become APPROVED. Returns the stored outbox event.
-    ``traceparent`` continues the caller's trace (a new one is started if
-    omitted).
+    ``order`` is a ``DraftOrder``, the ``DraftOrderRow`` ORM row, a mapping
+    (``order_to_json``'s shape) or any object with the order's attributes,
+    converted by ``domain.order_input.to_draft_order`` (without an ``org_id``
+    of its own it is ``org_id``'s). A new order is inserted, an existing DRAFT
+    is overwritten with ``order``'s fields; both become APPROVED. Returns the
+    stored outbox event. ``traceparent`` continues the caller's trace (a new
+    one is started if omitted).
 
-    Raises ``ValueError`` if the order belongs to another organisation,
+    Raises ``InvalidDraftOrder`` (a ``ValueError``) listing every problem if
+    ``order`` is not a valid draft order or belongs to another organisation,
     ``OrderTooLarge`` (a ``ValueError``) if its push request would exceed
     ``MAX_EVENT_PAYLOAD_BYTES``, ``UnstorableOrder`` (a ``ValueError``) if a text
     field holds U+0000 or the order number is too long,
@@ -159,16 +164,13 @@ def approve_draft_order(
     one statement (``adapters.postgres.approval_sql``); any other unit of work
     goes through its stores. Both refuse the same cases with the same errors.
     """
-    org = uuid.UUID(str(org_id))
-    if order.org_id != org:
-        raise ValueError(
-            f"Draft order {order.id} belongs to organisation {order.org_id}, not {org}"
-        )
-    problem = storage_problem(order)
+    draft = to_draft_order(order, org_id=org_id)
+    org = draft.org_id
+    problem = storage_problem(draft)
     if problem is not None:
-        raise UnstorableOrder(order.id, problem)
+        raise UnstorableOrder(draft.id, problem)
     now = clock()
-    approved = replace(order, status=DraftOrderStatus.APPROVED)
+    approved = replace(draft, status=DraftOrderStatus.APPROVED)
     # Built before the transaction: an order the pipeline cannot carry writes nothing.
     event = build_push_requested(approved, occurred_at=now, traceparent=traceparent)
     with uow:

@@ -816,10 +816,14 @@ def run_relay(
     return run_wired(config, settings, install_signal_handlers=install_signal_handlers)
 
 
-def _parser() -> argparse.ArgumentParser:
+#: Program name in the relay's usage line when run as ``python -m producer.relay``.
+RELAY_PROG = "python -m producer.relay"
+
+
+def _parser(prog: str = RELAY_PROG) -> argparse.ArgumentParser:
     defaults = RelaySettings()
     parser = argparse.ArgumentParser(
-        prog="python -m producer.relay",
+        prog=prog,
         description="Publish committed outbox events to Kafka (one leader among all relays).",
     )
     add_service_arguments(parser)
@@ -857,9 +861,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m producer.relay``: run one relay process; 0 on a clean stop."""
-    parser = _parser()
+def main(argv: Sequence[str] | None = None, *, prog: str = RELAY_PROG) -> int:
+    """``python -m producer.relay``: run one relay process; 0 on a clean stop.
+
+    ``prog`` names the command in usage and error lines (``orderflow relay``
+    passes its own name).
+    """
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     require_services(parser, args)
     configure_logging(args.log_level)

@@ -205,7 +205,7 @@ def test_list_shows_every_record_without_values(
     assert MARKER not in out + "".join(capsys.readouterr())
 
     status, empty = run("dlq", "list", "--topic-prefix", f"it-dlq-empty-{uuid.uuid4().hex[:8]}")
-    assert status == EXIT_USAGE and empty == ""
+    assert status == EXIT_FAILED and empty == ""  # the command line is right; the topic is not
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -267,17 +267,18 @@ def test_replay_refuses_bad_selections_in_one_line(
 ) -> None:
     letter = dead_letter(topics, make_order(uuid.uuid4()))
     produce(kafka_bootstrap_servers, topics.dlq, [letter])
-    for argv, expected in (
-        ([], "nothing selected"),
-        (["--all", "--offset", "0:0"], "not both"),
-        (["--offset", "x"], "not PARTITION:OFFSET"),
-        (["--offset", f"{letter.partition}:{letter.offset + 5}"], "no record at"),
-        (["--offset", "99:0"], "no partition 99"),
-        (["--event-id", str(uuid.uuid4())], "no selected DLQ record has event_id"),
+    # A wrong command line exits 2 (usage); a selection that matches nothing, 1.
+    for argv, expected, code in (
+        ([], "nothing selected", EXIT_USAGE),
+        (["--all", "--offset", "0:0"], "not both", EXIT_USAGE),
+        (["--offset", "x"], "not PARTITION:OFFSET", EXIT_USAGE),
+        (["--offset", f"{letter.partition}:{letter.offset + 5}"], "no record at", EXIT_FAILED),
+        (["--offset", "99:0"], "no partition 99", EXIT_FAILED),
+        (["--event-id", str(uuid.uuid4())], "no selected DLQ record has event_id", EXIT_FAILED),
     ):
         status, out = run("dlq", "replay", "--topic-prefix", topics.prefix, *argv)
         err = capsys.readouterr().err
-        assert status == EXIT_USAGE and out == ""
+        assert status == code and out == "", argv
         assert err.startswith("orderflow: error: ") and err.count("\n") == 1
         assert expected in err
     assert read(kafka_bootstrap_servers, topics.requests, 0, settle=0.3) == []
