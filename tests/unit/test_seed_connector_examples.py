@@ -105,17 +105,18 @@ class MyConnector(BaseConnector):
 # fmt: on
 
 # -- Step 2: Register Connector -----------------------------------------------------------
-# fmt: off
+# "At application startup": here, when this module's tests start (a module-level call
+# would run when pytest collects the module, and be seen by every module before it).
 from adapters.connectors.registry import ConnectorRegistry
-
-# Register connector
-ConnectorRegistry.register("MY_ERP", MyConnector)
-# fmt: on
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _registration_lasts_for_this_module_only() -> Iterator[None]:
-    """Step 2 registers at import, "at application startup"; undone after the module."""
+def _application_startup() -> Iterator[None]:
+    """Step 2's registration, for this module's tests only."""
+    # fmt: off
+    # Register connector
+    ConnectorRegistry.register("MY_ERP", MyConnector)
+    # fmt: on
     yield
     ConnectorRegistry.unregister("MY_ERP")
 
