@@ -10,9 +10,13 @@ through, whoever drives it:
 * :meth:`PushAttempts.call_erp` - resolve the decrypted config of the ACTIVE
   connection resolved at claim time, take the connector from the registry,
   call ``export`` through the port and classify the outcome: SUCCESS,
-  RETRYING (transient, attempts left) or FAILED (permanent, exhausted, no
-  connection, undecryptable config, unknown type). Error messages are
-  scrubbed of every secret value of the config and bounded.
+  RETRYING (a retryable error with attempts left: ``ConnectorTransientError``,
+  a plain ``ConnectorError`` or any other exception the connector lets escape,
+  unless it says ``retryable=False``) or FAILED (``ConnectorConfigError``,
+  ``ConnectorRejectedError``, ``ConnectorSecurityError``, an unsuccessful
+  ``ExportResult``, retries exhausted, no connection, undecryptable config,
+  unknown type). Error messages are scrubbed of every secret value of the
+  config and bounded.
 
 Recording the outcome is left to the caller: the orchestrator updates the
 push log alone, the push worker updates it together with an outbox event in
@@ -25,6 +29,7 @@ import logging
 import math
 import re
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -33,13 +38,14 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from domain.config_schema import ConfigSchema
 from domain.errors import ConnectorError
 from domain.idempotency import generate_idempotency_key as _generate_key
 from domain.model import DraftOrder, PushStatus
 from domain.ports import ERPConnectorPort, ExportResult
 from domain.push_writes import ClaimGrant
 from domain.records import ConnectionRecord, OutboxEvent, PushLogEntry, order_to_json, utc_now
-from domain.redaction import RedactedConfig, scrub
+from domain.redaction import RedactedConfig, scrub, undeclared_secret_values
 from domain.repositories import UnitOfWork
 from domain.retry import RetryPolicy
 
@@ -390,30 +396,34 @@ class PushAttempts:
             result = connector.export(order, redacted)
         except ConnectorError as exc:
             latency = _elapsed_ms(started, self.monotonic())
-            message = scrub(exc.message, secrets)
-            error_class = type(exc).__name__
-            if exc.retryable and policy.may_retry(attempt):
-                return AttemptOutcome(
-                    PushStatus.RETRYING,
-                    _bounded(message),
-                    latency_ms=latency,
-                    error_class=error_class,
-                )
-            if exc.retryable:
-                message = f"{message} (gave up after {policy.total_attempts} attempts)"
-            return AttemptOutcome(
-                PushStatus.FAILED, _bounded(message), latency_ms=latency, error_class=error_class
+            return _connector_failure(
+                scrub(exc.message, secrets),
+                type(exc).__name__,
+                retryable=exc.retryable,
+                attempt=attempt,
+                policy=policy,
+                latency=latency,
             )
         except Exception as exc:
-            # A connector bug: not retried blindly (DESIGN: unknown means permanent).
+            # Whatever a connector lets escape is treated like a plain ConnectorError:
+            # retried (a seed-style connector's timeout may surface as anything). Logged
+            # with its traceback, scrubbed: the exception text may echo config values.
             latency = _elapsed_ms(started, self.monotonic())
-            logger.exception("Connector %s raised unexpectedly", connector_type)
-            message = scrub(f"Unexpected {type(exc).__name__} in {connector_type}: {exc}", secrets)
-            return AttemptOutcome(
-                PushStatus.FAILED,
-                _bounded(message),
-                latency_ms=latency,
-                error_class=type(exc).__name__,
+            trace = scrub("".join(traceback.format_exception(exc)), secrets)
+            logger.error(
+                "Connector %s raised %s unexpectedly (attempt %d):\n%s",
+                connector_type,
+                type(exc).__name__,
+                attempt,
+                trace,
+            )
+            return _connector_failure(
+                scrub(f"Unexpected {type(exc).__name__} in {connector_type}: {exc}", secrets),
+                type(exc).__name__,
+                retryable=True,
+                attempt=attempt,
+                policy=policy,
+                latency=latency,
             )
         latency = _elapsed_ms(started, self.monotonic())
         response = {k: _scrubbed_json(v, secrets) for k, v in _export_response(result).items()}
@@ -430,6 +440,27 @@ class PushAttempts:
 
 def _failed(message: str, error_class: str) -> AttemptOutcome:
     return AttemptOutcome(PushStatus.FAILED, _bounded(message), error_class=error_class)
+
+
+def _connector_failure(
+    message: str,
+    error_class: str,
+    *,
+    retryable: bool,
+    attempt: int,
+    policy: RetryPolicy,
+    latency: int,
+) -> AttemptOutcome:
+    """RETRYING while a retryable error has attempts left, else FAILED (saying why)."""
+    if retryable and policy.may_retry(attempt):
+        return AttemptOutcome(
+            PushStatus.RETRYING, _bounded(message), latency_ms=latency, error_class=error_class
+        )
+    if retryable:
+        message = f"{message} (gave up after {policy.total_attempts} attempts)"
+    return AttemptOutcome(
+        PushStatus.FAILED, _bounded(message), latency_ms=latency, error_class=error_class
+    )
 
 
 def _storable(text: str) -> str:
@@ -452,17 +483,27 @@ def _elapsed_ms(started: float, ended: float) -> int:
     return max(0, round((ended - started) * 1000))
 
 
-def _secret_keys(connector: ERPConnectorPort, config: Mapping[str, Any]) -> frozenset[str]:
+def _schema_of(connector: ERPConnectorPort) -> ConfigSchema | None:
     schema = getattr(connector, "config_schema", None)
-    declared: frozenset[str] = getattr(schema, "secret_names", frozenset())
+    return schema if isinstance(schema, ConfigSchema) else None
+
+
+def _secret_keys(connector: ERPConnectorPort, config: Mapping[str, Any]) -> frozenset[str]:
+    """Keys whose values are secret: declared, guessed from the name, or (no schema) all."""
+    schema = _schema_of(connector)
+    if schema is None:
+        return frozenset(str(key) for key in config)
     guessed = {key for key in config if _SECRET_KEY_PATTERN.search(str(key))}
-    return frozenset(declared) | frozenset(guessed)
+    return schema.secret_names | frozenset(guessed)
 
 
 def _secret_values(connector: ERPConnectorPort, config: Mapping[str, Any]) -> list[str]:
     """Every secret value of ``config`` as text, for scrubbing messages."""
-    schema = getattr(connector, "config_schema", None)
-    declared: frozenset[str] = getattr(schema, "secret_names", frozenset())
+    schema = _schema_of(connector)
+    if schema is None:
+        # Nothing says which values are secret: every one is (see domain.redaction).
+        return undeclared_secret_values(config)
+    declared = schema.secret_names
     values = [str(config[k]) for k in declared if config.get(k) not in (None, "")]
     # Keys only guessed to be secret count if their value is text: scrubbing
     # "True" or "1" out of every message would garble them for nothing.

@@ -5,8 +5,9 @@ attempt, calls the ERP through :class:`~consumer.push_attempt.PushAttempts`
 and records the outcome together with its outbox event in one transaction:
 
 * SUCCESS -> push log SUCCESS + ``PushResult`` SUCCESS;
-* transient error with attempts left -> push log RETRYING + the next attempt
-  for retry tier ``n + 1`` (``due_at = now + base * 2^n``);
+* retryable error (see ``consumer.push_attempt``) with attempts left -> push
+  log RETRYING + the next attempt for retry tier ``n + 1``
+  (``due_at = now + base * 2^n``);
 * permanent error or retries exhausted -> push log FAILED + ``PushResult``
   FAILED + a dead letter of the request.
 

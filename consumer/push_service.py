@@ -15,10 +15,11 @@ Each attempt has its own ``erp_push_log`` row, keyed by
 3. **call** - the organisation's ACTIVE connection is decrypted (associated
    data binds the blob to org and connector type) and passed to
    ``ConnectorRegistry.get(type).export()`` through the port.
-4. **record** - SUCCESS (with the export's metadata), RETRYING (a transient
-   error with retries left: wait ``retry_delay(n, base)`` and go on) or
-   FAILED (permanent error, retries exhausted, no connection, undecryptable
-   config, unknown connector type).
+4. **record** - SUCCESS (with the export's metadata), RETRYING (a retryable
+   error - transient, a plain ``ConnectorError`` or an unexpected exception -
+   with retries left: wait ``retry_delay(n, base)`` and go on) or FAILED
+   (config, rejected or security error, ``retryable=False``, retries
+   exhausted, no connection, undecryptable config, unknown connector type).
 
 ``request_json`` holds the order payload only; error messages are scrubbed of
 every secret value of the config. The plaintext config lives only in memory

@@ -185,6 +185,34 @@ class ConfigSchema:
         ]
 
 
+# -- connectors that declare no schema -------------------------------------------
+#
+# A connector written like the seed's ``MyConnector`` declares no ``config_schema``
+# (``None``): its own code checks the config at export time. Nothing then says
+# which values are secret, so every value is treated as one.
+
+
+def config_errors(schema: ConfigSchema | None, config: Any) -> list[FieldError]:
+    """Errors of ``config`` under ``schema``; without a schema it must only be a JSON object."""
+    if schema is not None:
+        return schema.validate(config)
+    if not isinstance(config, Mapping):
+        return [FieldError("$", ErrorCode.NOT_AN_OBJECT, "config must be a JSON object")]
+    return []
+
+
+def masked_config(schema: ConfigSchema | None, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` safe to show: secret values (without a schema: every value) masked."""
+    if schema is None:
+        return dict.fromkeys(config, MASK)
+    return schema.mask(config)
+
+
+def no_schema_note(connector_type: str) -> str:
+    """Why a config is shown with every value masked."""
+    return f"{connector_type} declares no config_schema: every value is masked"
+
+
 class ConfigValidationError(ConnectorConfigError):
     """A connector configuration failed validation; ``errors`` lists every problem."""
 

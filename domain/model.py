@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -34,25 +33,35 @@ class PushStatus(StrEnum):
     RETRYING = "RETRYING"
 
 
-#: Connector types the product knows of. Third-party connectors registered
-#: through entry points are accepted too (see ``is_valid_connector_type``).
-BUILTIN_CONNECTOR_TYPES: tuple[str, ...] = ("DROPZONE_JSON_V1", "MOCK", "SAP", "EDI", "TRYTON")
-
-_CONNECTOR_TYPE_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+#: Longest connector type shown in an ``Invalid connector_type`` message.
+_SHOWN_TYPE_CHARS = 80
 
 
-def check_connector_type(value: str, known: frozenset[str] | set[str] | None = None) -> str:
-    """Return ``value`` if it is a valid connector type, else raise ``ValueError``.
+def _shown(value: object) -> str:
+    """``value`` as an error message shows it: as is, unquoted, control characters escaped.
 
-    ``known`` adds types beyond the built-in list (those of installed plugins).
-    The message is the seed's: ``Invalid connector_type: X``.
+    One format for every rejected value (unknown, lower-case, malformed, not a
+    string); escaping keeps a newline or an escape sequence in bad input from
+    forging a log line.
     """
-    allowed = set(BUILTIN_CONNECTOR_TYPES) | set(known or ())
-    if not isinstance(value, str) or not _CONNECTOR_TYPE_PATTERN.match(value):
-        raise ValueError(f"Invalid connector_type: {value!r}")
-    if value not in allowed:
-        raise ValueError(f"Invalid connector_type: {value}")
-    return value
+    text = value if isinstance(value, str) else str(value)
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    if len(text) > _SHOWN_TYPE_CHARS:
+        text = text[: _SHOWN_TYPE_CHARS - 1] + "\u2026"
+    return text
+
+
+def check_connector_type(value: object, registered: Collection[str]) -> str:
+    """Return ``value`` if a connector is registered under it, else raise ``ValueError``.
+
+    ``registered`` is the set of types connectors are registered for (the
+    connector registry's, handed in by the composition root: the domain does
+    not know which connectors are installed). The message is the seed's,
+    ``Invalid connector_type: X``, in the same form for every rejected value.
+    """
+    if isinstance(value, str) and value in registered:
+        return value
+    raise ValueError(f"Invalid connector_type: {_shown(value)}")
 
 
 @dataclass(frozen=True)

@@ -70,11 +70,15 @@ class ERPConnectorPort(ABC):
 
     ``connector_type`` is the registry name (``"DROPZONE_JSON_V1"``) and
     ``config_schema`` declares the configuration fields, which of them are
-    required and which are secret.
+    required and which are secret. A connector may declare no schema (``None``,
+    like the seed's ``MyConnector``): any JSON object is then accepted when a
+    connection is created (the connector checks it at export), and every value
+    of its config is treated as a secret (masked when shown, scrubbed from
+    messages).
     """
 
     connector_type: ClassVar[str]
-    config_schema: ClassVar[ConfigSchema]
+    config_schema: ClassVar[ConfigSchema | None] = None
 
     @abstractmethod
     def export(self, draft_order: Any, config: Mapping[str, Any]) -> ExportResult:

@@ -50,6 +50,32 @@ class RedactedConfig(Mapping[str, Any]):
     __str__ = __repr__
 
 
+#: Shortest value of an undeclared config that is scrubbed out of messages. Every
+#: value of such a config counts as secret, but scrubbing "1" or "EUR" out of every
+#: message would garble it for nothing: so short a text cannot hide a credential.
+MIN_UNDECLARED_SECRET_CHARS = 4
+
+
+def undeclared_secret_values(config: Mapping[str, Any]) -> list[str]:
+    """Texts of every value of a config without a schema, for scrubbing messages.
+
+    Strings and numbers, nested ones included; booleans and ``None`` hold no secret.
+    """
+    found: list[str] = []
+    stack: list[Any] = list(config.values())
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+        elif isinstance(value, str | int | float) and not isinstance(value, bool):
+            text = str(value)
+            if len(text) >= MIN_UNDECLARED_SECRET_CHARS:
+                found.append(text)
+    return found
+
+
 def scrub(text: str, secrets: Iterator[str] | list[str]) -> str:
     """Replace every occurrence of each secret in ``text`` by ``***``.
 

@@ -19,12 +19,24 @@ from adapters.connectors.registry import ConnectorRegistry
 from adapters.crypto.encryption import ConfigCipher
 from adapters.postgres.engine import make_engine as _make_engine
 from adapters.postgres.engine import make_session_factory
+from adapters.postgres.models import use_registered_connector_types
 from adapters.postgres.repositories import OutboxValueEncoder
 from adapters.postgres.unit_of_work import SessionUnitOfWork, SqlAlchemyUnitOfWork
 from consumer.push_service import ConfigDecryptor, ConnectorLookup, PushOrchestrator
+from domain.model import check_connector_type
 from domain.repositories import UnitOfWork
 
 DATABASE_URL_ENV = "DATABASE_URL"
+
+# Valid connector types are the registered ones: the ORM model (and the connection
+# store through it) asks the registry at every check. Wired on import, like the
+# seed's registration "at application startup"; no connection is made.
+use_registered_connector_types(ConnectorRegistry.known_types)
+
+
+def registered_connector_type(value: object) -> str:
+    """Return ``value`` if a connector is registered for it (``Invalid connector_type: X``)."""
+    return check_connector_type(value, ConnectorRegistry.known_types())
 
 
 def database_url_from_env() -> str:

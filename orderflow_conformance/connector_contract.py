@@ -60,6 +60,17 @@ Fixtures with defaults a subclass may override:
     must be at least :data:`MIN_SECRET_CHARS` characters, so that finding one in a text
     cannot be a coincidence.
 
+Errors, and what the pipeline does with them: a ``ConnectorTransientError``, a plain
+``ConnectorError`` and any other exception ``export`` lets escape are *retried* (with
+backoff); ``ConnectorConfigError``, ``ConnectorRejectedError`` and
+``ConnectorSecurityError`` are *permanent*, and any error may say
+``retryable=False``. So the suite checks that an invalid or malformed config raises a
+``ConnectorConfigError`` and wrong credentials a permanent error: a plain
+``ConnectorError`` there would be retried to no avail.
+
+A connector may declare no ``config_schema`` (``None``): every value of its config is
+then a secret, and the schema checks below only check that it is ``None``.
+
 Class attributes:
 
 ``connector_type``
@@ -88,7 +99,13 @@ from typing import Any, ClassVar
 import pytest
 
 from adapters.connectors.registry import ENTRY_POINT_GROUP
-from domain.config_schema import ConfigSchema, ConfigValidationError, ErrorCode, FieldType
+from domain.config_schema import (
+    ConfigSchema,
+    ConfigValidationError,
+    ErrorCode,
+    FieldType,
+    config_errors,
+)
 from domain.model import DraftOrder, OrderLine
 from domain.ports import (
     ConnectorConfigError,
@@ -259,10 +276,14 @@ class ConnectorContract:
         self, connector: ERPConnectorPort, *configs: Mapping[str, Any]
     ) -> list[str]:
         """Secret field values of ``configs``, plus the long lines of multi-line ones."""
-        names = set(self._expected_secret_fields()) | set(connector.config_schema.secret_names)
+        schema = connector.config_schema
+        names = set(self._expected_secret_fields())
+        if schema is not None:
+            names |= schema.secret_names
         values: list[str] = []
         for config in configs:
-            for name in sorted(names):
+            # Without a schema every value is a secret.
+            for name in sorted(names if schema is not None else names | set(config)):
                 value = config.get(name)
                 if not isinstance(value, str) or not value:
                     continue
@@ -313,7 +334,9 @@ class ConnectorContract:
 
     def test_config_schema_is_well_formed(self, connector: ERPConnectorPort) -> None:
         schema = connector.config_schema
-        assert isinstance(schema, ConfigSchema)
+        assert schema is None or isinstance(schema, ConfigSchema), type(schema)
+        if schema is None:  # no schema: every value is secret; nothing more to check
+            return
         assert schema.fields, "a connector declares its config fields"
         for declared in schema.fields:
             assert isinstance(declared.name, str)
@@ -329,9 +352,11 @@ class ConnectorContract:
 
     def test_config_schema_marks_the_secret_fields(self, connector: ERPConnectorPort) -> None:
         schema = connector.config_schema
-        assert isinstance(schema, ConfigSchema)
         expected = self._expected_secret_fields()
         assert expected, "a connector with credentials has at least one secret field"
+        assert schema is None or isinstance(schema, ConfigSchema), type(schema)
+        if schema is None:  # every value of an undeclared config is treated as secret
+            return
         missing = sorted(expected - schema.secret_names)
         assert not missing, f"config_schema does not mark {missing} as secret"
         described = {entry["name"]: entry for entry in schema.describe()}
@@ -342,7 +367,7 @@ class ConnectorContract:
     def test_config_schema_accepts_the_valid_config(
         self, connector: ERPConnectorPort, valid_config: Mapping[str, Any]
     ) -> None:
-        assert connector.config_schema.validate(valid_config) == []
+        assert config_errors(connector.config_schema, valid_config) == []
 
     # -- test_connection ------------------------------------------------------------------
 
@@ -457,7 +482,10 @@ class ConnectorContract:
         count_documents: Callable[[DraftOrder], int],
     ) -> None:
         error = self._export_error(connector, draft_order, invalid_config)
-        assert isinstance(error, ConnectorConfigError)
+        assert isinstance(error, ConnectorConfigError), (
+            f"{type(error).__name__} for an invalid config: raise ConnectorConfigError "
+            "(a plain ConnectorError is retried)"
+        )
         assert isinstance(error, ConfigValidationError), type(error)
         assert error.retryable is False
         assert error.errors, "a ConfigValidationError lists its field errors"
@@ -473,7 +501,10 @@ class ConnectorContract:
         self, connector: ERPConnectorPort, draft_order: DraftOrder, malformed: Any
     ) -> None:
         error = self._export_error(connector, draft_order, malformed)
-        assert isinstance(error, ConnectorConfigError)
+        assert isinstance(error, ConnectorConfigError), (
+            f"{type(error).__name__} for a malformed config: raise ConnectorConfigError "
+            "(a plain ConnectorError is retried)"
+        )
         assert error.retryable is False
 
     def test_export_with_wrong_credentials_fails_permanently(
@@ -484,7 +515,10 @@ class ConnectorContract:
         count_documents: Callable[[DraftOrder], int],
     ) -> None:
         error = self._export_error(connector, draft_order, wrong_credentials_config)
-        assert error.retryable is False, "retrying with the same credentials cannot help"
+        assert error.retryable is False, (
+            f"{type(error).__name__} is retried, and retrying with the same credentials "
+            "cannot help: raise ConnectorConfigError (a plain ConnectorError is retried)"
+        )
         assert str(error)
         assert count_documents(draft_order) == 0
 

@@ -32,6 +32,9 @@ from urllib.parse import urlparse
 import pytest
 from hypothesis import HealthCheck, settings
 
+# The composition root wires the registered connector types into the ORM model on
+# import, as an application does at start-up (tests build ERPConnection rows).
+import entrypoints.bootstrap  # noqa: F401
 from infra.endpoints import Endpoints, SftpServer
 from infra.tryton import TrytonServer, ensure_template, start_server, stop_server
 

@@ -60,10 +60,19 @@ class FakeDatabase:
         )
 
 
-class FakeConnectionStore:
-    """``ConnectionStore`` over a ``FakeDatabase``."""
+#: The types the fake store accepts by default: those of the built-in connectors.
+BUILTIN_TYPES = frozenset({"MOCK", "DROPZONE_JSON_V1", "TRYTON"})
 
-    def __init__(self, db: FakeDatabase, *, known_types: frozenset[str] = frozenset()) -> None:
+
+class FakeConnectionStore:
+    """``ConnectionStore`` over a ``FakeDatabase``.
+
+    ``known_types`` plays the registry's registered types (the SQL store asks the
+    registry through the ORM model). A row of another type, as an old database may
+    hold, is put into ``FakeDatabase.connections`` directly.
+    """
+
+    def __init__(self, db: FakeDatabase, *, known_types: frozenset[str] = BUILTIN_TYPES) -> None:
         self._db = db
         self._known = known_types
 
@@ -283,7 +292,7 @@ class FakeUnitOfWork(UnitOfWork):
         self,
         db: FakeDatabase | None = None,
         *,
-        known_types: frozenset[str] = frozenset(),
+        known_types: frozenset[str] = BUILTIN_TYPES,
         outbox_fails_with: BaseException | None = None,
     ) -> None:
         self.db = db if db is not None else FakeDatabase()

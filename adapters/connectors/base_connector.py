@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Self
 
-from domain.config_schema import ConfigSchema, ErrorCode, FieldError
 from domain.config_schema import ConfigValidationError as ConfigValidationError
+from domain.config_schema import ErrorCode, FieldError, config_errors
 from domain.ports import ConnectorConfigError, ConnectorError, ERPConnectorPort, TestResult
-from domain.redaction import RedactedConfig, scrub
+from domain.redaction import RedactedConfig, scrub, undeclared_secret_values
 
 
 @dataclass
@@ -39,10 +39,9 @@ class BaseConnector(ERPConnectorPort):
     """Base class with the seed's helpers for connector implementations.
 
     Subclasses implement ``export`` and ``test_connection`` and declare
-    ``connector_type`` and ``config_schema``.
+    ``connector_type`` and (best) ``config_schema``; without a schema every
+    config value counts as secret (see ``ERPConnectorPort``).
     """
-
-    config_schema = ConfigSchema()
 
     def __init__(self) -> None:
         connector_type = getattr(self, "connector_type", type(self).__name__)
@@ -67,7 +66,7 @@ class BaseConnector(ERPConnectorPort):
 
     def config_errors(self, config: object) -> list[FieldError]:
         """Return every problem of ``config``; subclasses add cross-field checks."""
-        return self.config_schema.validate(config)
+        return config_errors(self.config_schema, config)
 
     def validate_config(self, config: Any) -> None:
         """Raise ``ConfigValidationError`` listing every problem of ``config`` at once."""
@@ -80,10 +79,12 @@ class BaseConnector(ERPConnectorPort):
         if not isinstance(config, Mapping):
             raise ConnectorConfigError("Invalid connector config: config must be a JSON object")
         self.validate_config(config)
-        secrets = self.config_schema.secret_names
+        schema = self.config_schema
+        secrets = frozenset(config) if schema is None else schema.secret_names
         if isinstance(config, RedactedConfig):
             secrets = secrets | config.secret_keys
-        return RedactedConfig(self.config_schema.with_defaults(config), secrets)
+        values = dict(config) if schema is None else schema.with_defaults(config)
+        return RedactedConfig(values, secrets)
 
     def safe_message(self, message: str, config: Mapping[str, Any]) -> str:
         """Return ``message`` with every secret value of ``config`` replaced by ``***``.
@@ -94,7 +95,10 @@ class BaseConnector(ERPConnectorPort):
         """
         if not isinstance(config, Mapping):
             return message
-        secret_names = self.config_schema.secret_names
+        schema = self.config_schema
+        if schema is None:  # every value is a secret
+            return scrub(message, undeclared_secret_values(config))
+        secret_names = schema.secret_names
         if isinstance(config, RedactedConfig):
             secret_names = secret_names | config.secret_keys
         secrets = [str(config[k]) for k in secret_names if config.get(k)]

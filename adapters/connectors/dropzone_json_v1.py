@@ -662,7 +662,9 @@ class DropzoneJsonV1Connector(BaseConnector):
                     type(exc).__name__,
                 )
                 failure = ConnectorError(
-                    f"Unexpected {type(exc).__name__} during dropzone export", stage=STAGE_EXPORT
+                    f"Unexpected {type(exc).__name__} during dropzone export",
+                    stage=STAGE_EXPORT,
+                    retryable=False,
                 )
         if failure is not None:
             raise failure

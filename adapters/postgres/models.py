@@ -22,6 +22,7 @@ multi-connector later means widening this index plus routing logic.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -72,13 +73,35 @@ class Base(DeclarativeBase):
     }
 
 
-def _known_connector_types() -> frozenset[str]:
-    # Imported here, not at module level: the registry may load connector
-    # plugins, which the models (and the migrations importing them) must not
-    # trigger merely by being imported.
-    from adapters.connectors.registry import ConnectorRegistry
+#: Returns the connector types connectors are registered for; see
+#: :func:`use_registered_connector_types`.
+RegisteredTypes = Callable[[], Collection[str]]
 
-    return ConnectorRegistry.known_types()
+_registered_types: RegisteredTypes | None = None
+
+
+def use_registered_connector_types(provider: RegisteredTypes | None) -> None:
+    """Tell ``ERPConnection`` where the registered connector types come from.
+
+    The composition root (``entrypoints.bootstrap``, on import) passes the connector
+    registry's ``known_types``: this adapter must not import the connectors adapter,
+    and the registry (entry points and ``ConnectorRegistry.register`` at start-up) is
+    the one source of truth. It is asked at every check, so a type registered later
+    is accepted from then on. ``None`` removes the provider.
+    """
+    global _registered_types  # one process-wide wiring, set at start-up
+    _registered_types = provider
+
+
+def registered_connector_types() -> Collection[str]:
+    """The types new ``erp_connection`` rows may have (``RuntimeError`` if not wired)."""
+    if _registered_types is None:
+        raise RuntimeError(
+            "ERPConnection cannot check connector_type: no connector registry is wired in; "
+            "import entrypoints.bootstrap (the composition root) or call "
+            "adapters.postgres.models.use_registered_connector_types()"
+        )
+    return _registered_types()
 
 
 class ERPConnection(Base):
@@ -109,8 +132,13 @@ class ERPConnection(Base):
 
     @validates("connector_type")
     def _validate_connector_type(self, key: str, value: str) -> str:
-        """Reject unknown types with the seed's ``Invalid connector_type: X``."""
-        return check_connector_type(value, _known_connector_types())
+        """Refuse types no connector is registered for: ``Invalid connector_type: X``.
+
+        Runs when the attribute is set (a new row, or a changed type), not when
+        a row is loaded: rows stored before a connector was uninstalled still
+        load, and their pushes fail with ``Unknown connector type``.
+        """
+        return check_connector_type(value, registered_connector_types())
 
 
 class ERPPushLog(Base):

@@ -113,7 +113,7 @@ def test_invalid_config_lists_every_error_without_values(
     [
         (
             ["connections", "create", "--org", "ORG", "--type", "NOPE", "--config-file", "CFG"],
-            "Unknown connector type: 'NOPE'",
+            "Invalid connector_type: NOPE",
         ),
         (["connections", "test", "--org", "ORG"], "No active ERP connection for organisation"),
         (["orders", "approve", "--org", "ORG", "--file", "MISSING"], "cannot read order file"),

@@ -19,7 +19,9 @@ from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, OrderLine, PushStatus
 from domain.ports import (
     ConnectorConfigError,
+    ConnectorError,
     ConnectorRejectedError,
+    ConnectorSecurityError,
     ConnectorTransientError,
     ExportResult,
 )
@@ -414,7 +416,11 @@ def test_config_encrypted_for_another_organisation_does_not_decrypt() -> None:
 
 
 def test_unknown_connector_type_fails_with_the_registry_message() -> None:
-    world = make_world(connector_type="SAP")
+    # A row stored before its connector was uninstalled: the store refuses new ones.
+    world = make_world(connector_type=None)
+    blob = world.cipher.encrypt_config(CONFIG, org_id=ORG, connector_type="SAP")
+    record = ConnectionRecord.new(ORG, "SAP", blob)
+    world.uow.db.connections[record.id] = record
     result = world.orchestrator.push_order(ORG, make_order())
     assert result.status == "FAILED"
     assert result.error_message == "Unknown connector type: 'SAP'"
@@ -431,12 +437,68 @@ def test_export_result_without_success_is_a_failure() -> None:
     assert result.error_message == "duplicate PO"
 
 
-def test_unexpected_connector_exception_fails_without_retry() -> None:
-    world = make_world(failing(KeyError("erp_order_id")))
+def test_unexpected_connector_exception_is_retried_and_logged_scrubbed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world = make_world(failing(KeyError(f"erp_order_id {SECRET}")))
+    order = make_order()
+    result = world.orchestrator.push_order(ORG, order)
+    assert (result.status, result.attempt) == ("SUCCESS", 1)
+    assert world.clock.sleeps == [1.0]
+    first = world.rows(order)[0]
+    assert first.status == "RETRYING"
+    assert first.error_message == "Unexpected KeyError in MOCK: 'erp_order_id ***'"
+    logged = [r for r in caplog.records if "raised KeyError unexpectedly" in r.getMessage()]
+    assert logged
+    assert "Connector MOCK" in logged[0].getMessage()
+    assert "Traceback" in logged[0].getMessage()
+    assert SECRET not in caplog.text
+
+
+def test_unexpected_exceptions_until_exhausted_end_failed() -> None:
+    world = make_world(failing(*[TimeoutError("timed out")] * 4))
+    result = world.orchestrator.push_order(ORG, make_order(), max_retries=2)
+    assert result.status == "FAILED"
+    assert result.error_message == (
+        "Unexpected TimeoutError in MOCK: timed out (gave up after 3 attempts)"
+    )
+    assert world.clock.sleeps == [1.0, 2.0]
+
+
+def test_a_plain_connector_error_is_retried() -> None:
+    """The seed's connectors wrap every failure, a timeout too, in a plain ConnectorError."""
+    world = make_world(failing(ConnectorError("MyERP export failed: timed out")))
+    order = make_order()
+    result = world.orchestrator.push_order(ORG, order)
+    assert (result.status, result.attempt) == ("SUCCESS", 1)
+    assert [(r.status, r.error_message) for r in world.rows(order)] == [
+        ("RETRYING", "MyERP export failed: timed out"),
+        ("SUCCESS", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectorError("unknown product", retryable=False),
+        ConnectorTransientError("down, but the connector knows it is for good", retryable=False),
+        ConnectorSecurityError("host key mismatch"),
+    ],
+    ids=["plain-retryable-false", "transient-retryable-false", "security"],
+)
+def test_errors_saying_not_retryable_fail_at_once(error: ConnectorError) -> None:
+    world = make_world(failing(error))
     result = world.orchestrator.push_order(ORG, make_order())
     assert result.status == "FAILED"
-    assert result.error_message == "Unexpected KeyError in MOCK: 'erp_order_id'"
+    assert result.error_message == error.message
     assert world.clock.sleeps == []
+
+
+def test_a_permanent_class_may_say_retryable_true() -> None:
+    world = make_world(failing(ConnectorRejectedError("ERP busy: try again", retryable=True)))
+    result = world.orchestrator.push_order(ORG, make_order())
+    assert (result.status, result.attempt) == ("SUCCESS", 1)
+    assert world.clock.sleeps == [1.0]
 
 
 @pytest.mark.parametrize(

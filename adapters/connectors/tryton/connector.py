@@ -305,7 +305,9 @@ class TrytonConnector(BaseConnector):
             values = self._sale_values(client, draft_order, key, lines)
             created = client.model(SALE_MODEL, "create", [values])
             if not isinstance(created, list) or len(created) != 1:
-                raise ConnectorError("Unexpected answer to sale.sale.create", stage=STAGE_EXPORT)
+                raise ConnectorError(
+                    "Unexpected answer to sale.sale.create", stage=STAGE_EXPORT, retryable=False
+                )
             sale_id = int(created[0])
             # A concurrent export of the same order may have created one too: keep the
             # oldest sale and delete ours if it is not that one.

@@ -197,6 +197,7 @@ class TrytonClient:
                 "The server's answer to common.server.version is not a "
                 "version string: is this a Tryton server?",
                 stage=STAGE_VERSION,
+                retryable=False,
             )
         return result
 
@@ -216,7 +217,9 @@ class TrytonClient:
             or not isinstance(result[0], int)
             or not isinstance(result[1], str)
         ):
-            raise ConnectorError("Unexpected answer to common.db.login", stage=STAGE_AUTH)
+            raise ConnectorError(
+                "Unexpected answer to common.db.login", stage=STAGE_AUTH, retryable=False
+            )
         user_id, session = result[0], result[1]
         token = base64.b64encode(f"{username}:{user_id}:{session}".encode()).decode("ascii")
         self._authorization = f"Session {token}"
@@ -241,7 +244,7 @@ class TrytonClient:
     def call(self, method: str, *params: Any, stage: str = STAGE_EXPORT) -> Any:
         """Call ``method`` (``model.sale.sale.search`` ...) in the session; return its result."""
         if self._authorization is None:
-            raise ConnectorError("Not logged in to Tryton", stage=STAGE_AUTH)
+            raise ConnectorError("Not logged in to Tryton", stage=STAGE_AUTH, retryable=False)
         return self._post(self._db_url, method, list(params), stage=stage)
 
     def model(self, model: str, method: str, *params: Any, stage: str = STAGE_EXPORT) -> Any:
@@ -270,7 +273,9 @@ class TrytonClient:
             stage=stage,
         )
         if not isinstance(rows, list):
-            raise ConnectorError(f"Unexpected answer to {model}.search_read", stage=stage)
+            raise ConnectorError(
+                f"Unexpected answer to {model}.search_read", stage=stage, retryable=False
+            )
         return [row for row in rows if isinstance(row, dict)]
 
     # -- transport ---------------------------------------------------------------------
@@ -320,10 +325,11 @@ class TrytonClient:
             raise ConnectorError(
                 f"Tryton sent an answer to {method} that is not JSON",
                 stage=STAGE_VERSION if stage == STAGE_REACHABLE else stage,
+                retryable=False,
             ) from None
         if not isinstance(reply, dict) or ("result" not in reply and "error" not in reply):
             raise ConnectorError(
-                f"Tryton sent a malformed JSON-RPC answer to {method}", stage=stage
+                f"Tryton sent a malformed JSON-RPC answer to {method}", stage=stage, retryable=False
             )
         if reply.get("error") is not None:
             fault = self._fault(reply["error"], method, stage)
@@ -356,7 +362,9 @@ class TrytonClient:
             return ConnectorTransientError(
                 f"Tryton failed with HTTP {code} on {method}", stage=stage
             )
-        return ConnectorError(f"Tryton answered HTTP {code} to {method}", stage=stage)
+        return ConnectorError(
+            f"Tryton answered HTTP {code} to {method}", stage=stage, retryable=False
+        )
 
     @staticmethod
     def _fault(error: Any, method: str, stage: str) -> ConnectorError:
@@ -385,8 +393,10 @@ class TrytonClient:
                     "Tryton asks for more login parameters than a password", stage=STAGE_AUTH
                 )
             first_line = name.splitlines()[0] if name else "unknown error"
-            return ConnectorError(f"Tryton failed on {method}: {_clip(first_line)}", stage=stage)
-        return ConnectorError(f"Tryton failed on {method}", stage=stage)
+            return ConnectorError(
+                f"Tryton failed on {method}: {_clip(first_line)}", stage=stage, retryable=False
+            )
+        return ConnectorError(f"Tryton failed on {method}", stage=stage, retryable=False)
 
 
 #: Part of the UserError Tryton raises when a request's session record is gone.
