@@ -89,7 +89,7 @@ class Registry:
     def __init__(self) -> None:
         self.dropzone = DropzoneJsonV1Connector(max_document_bytes=DOC_LIMIT)
         self.mock = MockConnector()
-        #: An ERP whose answers the test scripts (type EDI: known, but not installed here).
+        #: An ERP whose answers the test scripts (type EDI: no real connector registers it).
         self.scripted = FakeConnector()
 
     def get(self, connector_type: str, /) -> ERPConnectorPort:
