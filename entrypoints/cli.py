@@ -416,6 +416,12 @@ def _orders_push(args: argparse.Namespace, settings: Settings, out: TextIO) -> i
         args.org, order, max_retries=args.max_retries, retry_delay_base=args.retry_delay_base
     )
     _print_json(out, _push_view(entry))
+    if str(entry.status) == "FAILED":
+        # FAILED is final for this round's keys: pushing again is its own command.
+        sys.stderr.write(
+            f"orderflow: the push FAILED; once the cause is fixed, push it again with: "
+            f"orderflow orders retry --org {args.org} --order {args.order}\n"
+        )
     return EXIT_OK if str(entry.status) == "SUCCESS" else EXIT_FAILED
 
 

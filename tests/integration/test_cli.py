@@ -87,6 +87,34 @@ def test_full_flow_create_approve_push_and_log(
     assert MARKER not in everything
 
 
+def test_a_failed_synchronous_push_says_how_to_push_it_again(
+    cli_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = str(uuid.uuid4())
+    assert run("db", "upgrade")[0] == EXIT_OK
+    config = write_json(tmp_path / "c.json", {"mode": "fail"})
+    created = run("connections", "create", "--org", org, "--type", "MOCK", "--config-file", config)
+    assert created[0] == EXIT_OK
+    order = write_json(
+        tmp_path / "o.json",
+        {
+            "order_number": "PO-CLI-FAIL",
+            "customer_code": "C1",
+            "lines": [{"line_no": 1, "product_code": "SKU", "quantity": "1", "unit_price": "1"}],
+        },
+    )
+    approved = run("orders", "approve", "--org", org, "--file", order)
+    order_id = json.loads(approved[1])["draft_order_id"]
+    capsys.readouterr()
+
+    status, pushed = run("orders", "push", "--org", org, "--order", order_id)
+
+    assert status == EXIT_FAILED
+    assert json.loads(pushed)["status"] == "FAILED"
+    err = capsys.readouterr().err
+    assert f"orderflow orders retry --org {org} --order {order_id}" in err
+
+
 def test_invalid_config_lists_every_error_without_values(
     cli_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
