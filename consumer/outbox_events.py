@@ -20,28 +20,18 @@ import base64
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from domain.events import (
+    DEAD_LETTER_VALUE,
+    EVENT_PUSH_DEAD_LETTERED,
+    EVENT_PUSH_RETRY_PREFIX,
+    retry_event_type,
+)
 from domain.records import OutboxEvent
 
 if TYPE_CHECKING:
     from adapters.kafka.topics import TopicNames
 
-#: ``event_type`` of the final outcome of a push (value: ``PushResult``).
-EVENT_PUSH_RESULT = "PushResult"
-#: Prefix of the ``event_type`` of a retry record for tier ``n``: ``PushRetry.<n>``.
-EVENT_PUSH_RETRY_PREFIX = "PushRetry."
-#: ``event_type`` of a dead letter (value: the original message's bytes).
-EVENT_PUSH_DEAD_LETTERED = "PushDeadLettered"
-#: Payload key of a dead letter's original value.
-DEAD_LETTER_VALUE = "value_base64"
-
 Encoder = Callable[[OutboxEvent], bytes]
-
-
-def retry_event_type(tier: int) -> str:
-    """The outbox ``event_type`` of a record for retry tier ``tier``."""
-    if tier < 1:
-        raise ValueError(f"Retry tier must be >= 1, got {tier}")
-    return f"{EVENT_PUSH_RETRY_PREFIX}{tier}"
 
 
 def dead_letter_payload(value: bytes | None) -> dict[str, Any]:

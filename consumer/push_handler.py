@@ -93,17 +93,19 @@ from adapters.kafka.headers import (
     parse_headers,
     replace_failure_headers,
 )
-from consumer.outbox_events import (
+from consumer.outbox_events import dead_letter_payload
+from consumer.push_attempt import AttemptOutcome, Claim, PushAttempts
+from domain.events import (
+    AGGREGATE_DRAFT_ORDER,
     EVENT_PUSH_DEAD_LETTERED,
+    EVENT_PUSH_REQUESTED,
     EVENT_PUSH_RESULT,
-    dead_letter_payload,
     retry_event_type,
 )
-from consumer.push_attempt import AttemptOutcome, Claim, PushAttempts
 from domain.idempotency import generate_idempotency_key
 from domain.ids import new_uuid4
 from domain.model import DraftOrder, PushStatus
-from domain.records import AGGREGATE_DRAFT_ORDER, EVENT_PUSH_REQUESTED, OutboxEvent, PushLogEntry
+from domain.records import OutboxEvent, PushLogEntry
 from domain.retry import RetryPolicy, retry_delay
 
 _log = logging.getLogger("orderflow.consumer")

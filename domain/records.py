@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from domain.events import AGGREGATE_DRAFT_ORDER, EVENT_HEADER_NAMES, EVENT_PUSH_REQUESTED
 from domain.ids import new_uuid4
 from domain.model import (
     ConnectionStatus,
@@ -25,20 +26,7 @@ from domain.model import (
     PushStatus,
 )
 
-#: ``event_type`` of the event that asks the pipeline to push a draft order.
-EVENT_PUSH_REQUESTED = "PushRequested"
-#: ``aggregate_type`` of outbox events about draft orders.
-AGGREGATE_DRAFT_ORDER = "DraftOrder"
-#: Headers every pipeline message carries (DESIGN.md §3).
-EVENT_HEADER_NAMES: tuple[str, ...] = (
-    "event_id",
-    "event_type",
-    "idempotency_key",
-    "org_id",
-    "attempt",
-    "occurred_at",
-    "traceparent",
-)
+__all__ = ["AGGREGATE_DRAFT_ORDER", "EVENT_HEADER_NAMES", "EVENT_PUSH_REQUESTED"]
 
 _FINAL_PUSH_STATUSES = frozenset({PushStatus.SUCCESS, PushStatus.FAILED})
 

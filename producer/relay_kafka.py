@@ -17,7 +17,8 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from domain.records import EVENT_PUSH_REQUESTED, OutboxEvent
+from domain.events import EVENT_PUSH_REQUESTED, EVENT_PUSH_RESULT
+from domain.records import OutboxEvent
 from producer.relay import (
     Deliveries,
     Delivery,
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
     from adapters.kafka.topics import TopicNames
 
 _log = logging.getLogger("orderflow.relay")
-
-#: ``event_type`` of the push outcome events the consumer writes to the outbox.
-EVENT_PUSH_RESULT = "PushResult"
 
 #: Which topic each outbox ``event_type`` is published to. Add a line per new event type.
 EVENT_TOPICS: Mapping[str, Callable[[TopicNames], str]] = {

@@ -23,7 +23,6 @@ from adapters.avro.codec import AvroCodecError, InvalidRecord, encode_push_reque
 from adapters.avro.records import push_requested_record
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.kafka.errors import HeaderError
-from consumer.outbox_events import EVENT_PUSH_DEAD_LETTERED
 from consumer.push_attempt import (
     CONFIG_NOT_DECRYPTABLE,
     NO_ACTIVE_CONNECTION,
@@ -31,6 +30,7 @@ from consumer.push_attempt import (
 )
 from consumer.push_handler import DEFERRED, DeadLetter
 from domain.errors import ConnectorError
+from domain.events import EVENT_PUSH_DEAD_LETTERED
 from domain.model import DraftOrder
 from domain.records import ConnectionRecord
 from tests.unit.test_bad_input_handler import order_with

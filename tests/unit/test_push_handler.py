@@ -20,7 +20,7 @@ from adapters.avro.codec import decode_push_requested, encode_push_requested
 from adapters.avro.records import push_requested_from_outbox, push_requested_record
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.kafka.headers import EventHeaders, build_headers
-from consumer.outbox_events import EVENT_PUSH_DEAD_LETTERED, EVENT_PUSH_RESULT, encode_retry
+from consumer.outbox_events import encode_retry
 from consumer.push_attempt import NO_ACTIVE_CONNECTION, AttemptOutcome, PushAttempts
 from consumer.push_handler import (
     DEFER_AFTER,
@@ -31,6 +31,7 @@ from consumer.push_handler import (
     RetrySettings,
 )
 from domain.errors import ConnectorRejectedError, ConnectorTransientError
+from domain.events import EVENT_PUSH_DEAD_LETTERED, EVENT_PUSH_RESULT
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, OrderLine, PushStatus
 from domain.ports import ExportResult
