@@ -4,9 +4,10 @@
 approves N demo drafts of organisation ORG on an open-loop schedule (order
 ``i`` is due at ``start + i / R`` however long earlier approvals took) with
 ``--threads`` approvers, and prints one line per committed approval:
-``<draft order id> <commit time, epoch seconds> <start lateness, ms>`` (how
-long after its due time the approval started: the approver's own queueing,
-which the latency from the commit does not show), then ``# cpu_s <seconds>``
+``<draft order id> <call time> <return time> <start lateness, ms>`` (epoch
+seconds when ``approve_draft_order`` was called and when it returned, after its
+COMMIT; the lateness is how long after its due time the approval started: the
+approver's own queueing), then ``# cpu_s <seconds>``
 (the process's CPU time). ``--rate 0`` approves as fast as it can (closed
 loop: the approver's capacity). A process of its own keeps the approvals' CPU
 away from the harness's results reader, whose read times are the other end of
@@ -32,9 +33,15 @@ from producer.approval import approve_draft_order
 
 @dataclass(frozen=True)
 class Approval:
-    """One committed approval: when it committed, how late after its due time it started."""
+    """One committed approval: when it was called and returned, how late it started.
 
-    committed_at: float
+    The end-to-end latency runs from ``called_at``: a time taken after the call
+    returns can be later than the moment its result is readable (the thread may
+    be descheduled right after the COMMIT), which once put an order at -30 ms.
+    """
+
+    called_at: float
+    returned_at: float
     late_ms: float
 
 
@@ -68,11 +75,12 @@ def approve_open_loop(
                     time.sleep(due - now)
                 late_ms = max(0.0, time.monotonic() - due) * 1000
                 draft = demo_order(org_id, index + 1)
+                # Before the call: certainly before its COMMIT makes the order visible.
+                called = time.time()
                 approve_draft_order(uow, org_id, draft)
-                # Taken as soon as the call returns: its last step is the COMMIT.
-                at = time.time()
+                returned = time.time()
                 with lock:
-                    committed[draft.id] = Approval(at, late_ms)
+                    committed[draft.id] = Approval(called, returned, late_ms)
         except BaseException as exc:
             errors.append(exc)
 
@@ -106,7 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine.dispose()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     sys.stdout.write(
-        "".join(f"{order} {a.committed_at:.6f} {a.late_ms:.3f}\n" for order, a in committed.items())
+        "".join(
+            f"{order} {a.called_at:.6f} {a.returned_at:.6f} {a.late_ms:.3f}\n"
+            for order, a in committed.items()
+        )
     )
     sys.stdout.write(f"# cpu_s {usage.ru_utime + usage.ru_stime:.3f}\n")
     return 0

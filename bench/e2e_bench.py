@@ -2,8 +2,9 @@
 
 Reuses the pipeline demo's pieces (``entrypoints.demo``): relay and push worker
 as child processes, the results-topic reader, the open-loop approval loop.
-Latency per order: from the approval's commit to the moment its PushResult
-was read from the results topic. Orders whose PushResult never came are
+Latency per order: from the approval's call (``approve_draft_order``, one
+statement and its COMMIT, which a time taken after the call could follow) to
+the moment its PushResult was read from the results topic. Orders whose PushResult never came are
 counted (``missing_results``), not folded into the percentiles. Beside the
 latency: the approver's capacity alone and its lateness against the schedule
 (an approver that cannot keep up lowers the load it claims to apply), the CPU
@@ -48,15 +49,26 @@ ALONE_ORDERS = 2000
 
 @dataclass
 class ApproverRun:
-    """What ``bench.approver`` reported: each order's commit time and start lateness."""
+    """What ``bench.approver`` reported: each order's call and return time, start lateness.
+
+    ``committed`` maps an order to the time its approval was called (before its
+    COMMIT); ``returned`` to the time the call returned (after it).
+    """
 
     committed: dict[uuid.UUID, float]
     late_ms: list[float]
     cpu_s: float
+    returned: dict[uuid.UUID, float] = field(default_factory=dict)
+
+    def call_ms(self) -> list[float]:
+        """How long each approval call took (statement and COMMIT), in ms."""
+        return [
+            (self.returned[o] - t) * 1000 for o, t in self.committed.items() if o in self.returned
+        ]
 
 
 def parse_approver_output(stdout: str) -> ApproverRun:
-    """Parse ``bench.approver``'s lines (``<order> <commit> <late ms>``, ``# cpu_s <s>``)."""
+    """Parse ``bench.approver``'s lines (``<order> <called> <returned> <late ms>``, ``# cpu_s``)."""
     run = ApproverRun({}, [], 0.0)
     for line in stdout.splitlines():
         fields = line.split()
@@ -66,8 +78,10 @@ def parse_approver_output(stdout: str) -> ApproverRun:
             if fields[1:2] == ["cpu_s"]:
                 run.cpu_s = float(fields[2])
             continue
-        run.committed[uuid.UUID(fields[0])] = float(fields[1])
-        run.late_ms.append(float(fields[2]))
+        order = uuid.UUID(fields[0])
+        run.committed[order] = float(fields[1])
+        run.returned[order] = float(fields[2])
+        run.late_ms.append(float(fields[3]))
     return run
 
 
@@ -225,6 +239,9 @@ def run_e2e(
     late = latency_summary(approved.late_ms)
     summary["approver_late_p50_ms"] = late["p50_ms"]
     summary["approver_late_p99_ms"] = late["p99_ms"]
+    call = latency_summary(approved.call_ms())
+    summary["approval_call_p50_ms"] = call["p50_ms"]
+    summary["approval_call_p99_ms"] = call["p99_ms"]
     summary.update(alone)
     n = max(1, len(committed))
     summary["cpu_ms_per_order"] = {

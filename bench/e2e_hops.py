@@ -4,7 +4,9 @@ Every stamp is wall-clock time of this one machine (processes, PostgreSQL and th
 Kafka broker share the clock), taken where the pipeline already records it:
 
 ====================  =========================================================
-``committed``         the approver, right after ``approve_draft_order`` returned
+``committed``         the approver, as it calls ``approve_draft_order`` (before
+                      its COMMIT: a time taken after the call returned could
+                      come after the order was already readable)
 ``request_produced``  CreateTime of the PushRequested record (the relay's
                       ``produce()`` call; librdkafka stamps whole milliseconds)
 ``request_marked``    ``outbox_event.published_at`` of the request (``now()`` of

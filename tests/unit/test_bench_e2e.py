@@ -14,8 +14,12 @@ A, B, C = (uuid.UUID(int=n) for n in (1, 2, 3))
 
 
 def test_the_approver_output_gives_commits_lateness_and_cpu() -> None:
-    run = parse_approver_output(f"{A} 100.5 0.250\n{B} 101.0 12.000\n\n# cpu_s 1.5\n")
+    run = parse_approver_output(
+        f"{A} 100.5 100.502 0.250\n{B} 101.0 101.004 12.000\n\n# cpu_s 1.5\n"
+    )
     assert run.committed == {A: 100.5, B: 101.0}
+    assert run.returned == {A: 100.502, B: 101.004}
+    assert run.call_ms() == pytest.approx([2.0, 4.0])
     assert run.late_ms == [0.25, 12.0]
     assert run.cpu_s == 1.5
 
