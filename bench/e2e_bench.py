@@ -248,6 +248,7 @@ def run_e2e(
         "approver": approved.cpu_s * 1000 / n,
         **{name.replace(" ", "_"): seconds * 1000 / n for name, seconds in cpu.items()},
     }
+    summary["cpu_ms_per_order_total"] = sum(summary["cpu_ms_per_order"].values())
     busy = busy_after[0] - busy_before[0]
     summary["machine_busy_fraction"] = busy / max(1, busy_after[1] - busy_before[1])
     summary["seconds"] = seconds

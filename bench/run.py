@@ -68,6 +68,7 @@ class Run:
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "relay": {},
             "e2e": {},
+            "e2e_sweep": {},
             "consumer": {},
             "micro": {},
             "notes": {},
@@ -176,6 +177,15 @@ def _e2e(run: Run) -> None:
     }
 
 
+def _sweep(run: Run) -> None:
+    from bench import e2e_sweep
+    from bench.workload import Services, ensure_master_key
+
+    ensure_master_key()
+    result = e2e_sweep.run_sweep(Services.from_env(), run.mode, run.logs, _log)
+    run.summary["e2e_sweep"].update(result)
+
+
 def _consumer(run: Run, worker_args: list[str]) -> None:
     from bench import consumer_bench
     from bench.workload import Services, ensure_master_key
@@ -244,7 +254,7 @@ def _plots(run: Run) -> None:
 
 
 E2E_PANEL = "end to end (per second)"
-PHASES = ("micro", "relay", "memory", "idle", "e2e", "consumer")
+PHASES = ("micro", "relay", "memory", "idle", "e2e", "sweep", "consumer")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "memory": lambda: _memory(run),
         "idle": lambda: _idle(run),
         "e2e": lambda: _e2e(run),
+        "sweep": lambda: _sweep(run),
         "consumer": lambda: _consumer(run, args.worker_args.split()),
     }
     for name in args.only or PHASES:

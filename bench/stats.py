@@ -16,6 +16,8 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "relay.idle_queries_per_s",
     "e2e.p50_ms",
     "e2e.p99_ms",
+    "e2e.cpu_ms_per_order_total",
+    "e2e_sweep.max_rate_per_s",
     "consumer.exports_per_s_50ms",
     "consumer.baseline_exports_per_s_50ms",
     "consumer.ratio_50ms",

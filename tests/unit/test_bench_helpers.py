@@ -99,11 +99,15 @@ def test_the_table_shows_figures_targets_and_the_command() -> None:
     summary = full_summary()
     summary["relay"]["events_per_s"] = 41234.5
     summary["relay"]["ratio"] = 42.04
+    summary["e2e"]["cpu_ms_per_order_total"] = 0.75
+    summary["e2e_sweep"].update(max_rate_per_s=1000.0, step_seconds=60.0)
     table = render(summary)
     assert "`make bench-quick` (quick mode) on 2 cores / 23.5 GB" in " ".join(table.split())
     assert "| 41,234 |" in table or "| 41,235 |" in table
     assert "42.0x" in table
-    assert table.count("\n|") == 11  # header, rule and nine measurements
+    assert table.count("\n|") == 13  # header, rule and eleven measurements
+    assert "| 0.75 |" in table  # CPU per order, approver + relay + worker
+    assert "highest approval rate held 60 s" in table and "| 1,000 |" in table
     assert all(len(line) <= 80 for line in table.splitlines() if not line.startswith("|"))
     # Keys it does not know are shown as missing, not as errors.
     assert "| - |" in render({"mode": "full", "machine": {}})
