@@ -16,23 +16,38 @@ from __future__ import annotations
 
 import hashlib
 import json
-import posixpath
-import re
-import unicodedata
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from decimal import Decimal, Inexact, InvalidOperation, Overflow, localcontext
 from typing import Any
 
 from adapters.connectors.base_connector import BaseConnector
+from adapters.connectors.dropzone.config import CONFIG_SCHEMA, config_errors
+from adapters.connectors.dropzone.document import (
+    build_document,
+    encode_document,
+    encode_order_document,
+)
+from adapters.connectors.dropzone.paths import (
+    DropzoneTarget,
+    canonical_uuid,
+    dropzone_path,
+    dropzone_target,
+    normalise_remote_dir,
+    remote_dir_problem,
+)
+from adapters.connectors.dropzone.text import (
+    CONNECTOR_TYPE,
+    DOCUMENT_FORMAT,
+    FORMAT_VERSION,
+    MAX_DOCUMENT_BYTES,
+    DocumentError,
+)
 from adapters.sftp import (
     STAGE_CONFIG,
     STAGE_DOCUMENT,
     STAGE_EXPORT,
     STAGE_WRITE_PERMISSION,
     Deadline,
-    HostKeyError,
     HostKeyPin,
     SftpConnectionParams,
     SftpSession,
@@ -40,21 +55,13 @@ from adapters.sftp import (
     UploadResult,
     atomic_upload,
     ensure_directory,
-    looks_like_private_key,
     open_session,
-    parse_fingerprint,
-    parse_host_key_line,
     remove_quietly,
 )
 from adapters.sftp.session import load_client_key
 from domain.config_schema import (
-    ConfigField,
-    ConfigSchema,
-    ErrorCode,
     FieldError,
-    FieldType,
 )
-from domain.idempotency import export_key
 from domain.ports import (
     ConnectorError,
     ConnectorRejectedError,
@@ -80,498 +87,6 @@ __all__ = [
     "normalise_remote_dir",
     "remote_dir_problem",
 ]
-
-CONNECTOR_TYPE = "DROPZONE_JSON_V1"
-#: The ``format`` value of every exported document.
-DOCUMENT_FORMAT = "orderflow.dropzone.order"
-#: Bumped on any incompatible change of the document layout.
-FORMAT_VERSION = 1
-#: Largest encoded document we upload (5 MiB); bigger orders are rejected permanently.
-MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
-#: Longest accepted ``remote_dir``.
-MAX_REMOTE_DIR_CHARS = 1024
-# Decimals beyond 10**±1000 are refused: their plain-notation string would be huge.
-_MAX_DECIMAL_EXPONENT = 1000
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_HOST = re.compile(r"^\[?[A-Za-z0-9._:%][A-Za-z0-9._:%-]*\]?$")
-
-
-# --------------------------------------------------------------------------------------
-# Paths
-# --------------------------------------------------------------------------------------
-
-
-def _has_control_characters(text: str) -> bool:
-    return any(unicodedata.category(char) == "Cc" for char in text)
-
-
-def remote_dir_problem(value: str) -> str | None:
-    r"""Return why ``value`` is not an acceptable ``remote_dir`` (``None`` if it is).
-
-    Refused: NUL and other control characters, unpaired surrogates, leading or trailing
-    whitespace, ``..`` segments (split on ``/`` and on ``\\``, for servers on Windows) and
-    paths longer than 1024 characters. The message never repeats the value.
-    """
-    if "\x00" in value:
-        return "must not contain NUL characters"
-    if _has_control_characters(value):
-        return "must not contain control characters"
-    if _SURROGATE.search(value):
-        return "must be valid Unicode (it contains an unpaired surrogate)"
-    if value != value.strip():
-        return "must not start or end with whitespace"
-    if not value:
-        return "must not be empty"
-    if len(value) > MAX_REMOTE_DIR_CHARS:
-        return f"must be at most {MAX_REMOTE_DIR_CHARS} characters"
-    if ".." in re.split(r"[/\\]", value):
-        return "must not contain '..' segments"
-    return None
-
-
-def normalise_remote_dir(value: str) -> str:
-    """Return ``value`` validated and normalised: no empty or ``.`` segments, no trailing ``/``.
-
-    An absolute path stays absolute (``/srv/drop``); a relative one stays relative to the
-    SFTP login directory (``outbox``). Raises ``ValueError`` for a refused value.
-    """
-    problem = remote_dir_problem(value) if isinstance(value, str) else "must be a string"
-    if problem is not None:
-        raise ValueError(f"remote_dir {problem}")
-    segments = [s for s in value.split("/") if s not in ("", ".")]
-    prefix = "/" if value.startswith("/") else ""
-    return prefix + "/".join(segments) if segments else (prefix or ".")
-
-
-def canonical_uuid(value: object, name: str) -> str:
-    """Return ``value`` as a canonical lowercase UUID string, or raise ``DocumentError``.
-
-    Ids become path segments: accepting only UUIDs makes path traversal through an id
-    impossible (the canonical form contains only hex digits and hyphens).
-    """
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, str) and len(value) <= 64:
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
-            pass
-    raise DocumentError(f"{name} must be a UUID")
-
-
-@dataclass(frozen=True)
-class DropzoneTarget:
-    """Where one draft order's document goes: ``directory/filename``."""
-
-    remote_dir: str
-    org_id: str
-    draft_order_id: str
-
-    @property
-    def org_dir_name(self) -> str:
-        """Name of the per-organisation directory under ``remote_dir``."""
-        return self.org_id
-
-    @property
-    def filename(self) -> str:
-        """File name of the document: ``{draft_order_id}.json``."""
-        return f"{self.draft_order_id}.json"
-
-    @property
-    def path(self) -> str:
-        """Full remote path of the document."""
-        return posixpath.join(self.remote_dir, self.org_id, self.filename)
-
-
-def dropzone_target(remote_dir: str, org_id: object, draft_order_id: object) -> DropzoneTarget:
-    """Return the validated target of a document (raises ``ValueError`` on bad input).
-
-    ``DocumentError`` (a ``ValueError``) for ids that are not UUIDs, plain ``ValueError``
-    for a refused ``remote_dir``.
-    """
-    return DropzoneTarget(
-        remote_dir=normalise_remote_dir(remote_dir),
-        org_id=canonical_uuid(org_id, "org_id"),
-        draft_order_id=canonical_uuid(draft_order_id, "draft_order_id"),
-    )
-
-
-def dropzone_path(remote_dir: str, org_id: object, draft_order_id: object) -> str:
-    """Return ``{remote_dir}/{org_id}/{draft_order_id}.json`` with validated parts."""
-    return dropzone_target(remote_dir, org_id, draft_order_id).path
-
-
-# --------------------------------------------------------------------------------------
-# Document
-# --------------------------------------------------------------------------------------
-
-
-class DocumentError(ValueError):
-    """A draft order cannot be encoded as a dropzone document (permanent)."""
-
-
-class _Budget:
-    """Running lower bound of the encoded size, to refuse huge orders before encoding."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def spend(self, text: str) -> None:
-        # Every character is at least one UTF-8 byte, so this never over-estimates.
-        self.used += len(text)
-        if self.used > self.limit:
-            raise DocumentError(
-                f"Draft order document exceeds the {_size_text(self.limit)} limit of "
-                f"{CONNECTOR_TYPE} (its text alone is over {self.used} characters)"
-            )
-
-
-def _size_text(limit: int) -> str:
-    if limit % (1024 * 1024) == 0:
-        return f"{limit // (1024 * 1024)} MiB"
-    return f"{limit} bytes"
-
-
-def _text(value: object, path: str, budget: _Budget, *, default: str | None = None) -> str:
-    if value is None and default is not None:
-        value = default
-    if not isinstance(value, str):
-        raise DocumentError(f"{path} must be a string")
-    match = _SURROGATE.search(value)
-    if match is not None:
-        raise DocumentError(
-            f"{path} contains an unpaired surrogate (U+{ord(match.group()):04X} at "
-            f"position {match.start()}), which cannot be encoded as UTF-8"
-        )
-    budget.spend(value)
-    return value
-
-
-def _decimal(value: object, path: str) -> Decimal:
-    if isinstance(value, bool):
-        raise DocumentError(f"{path} must be a decimal number")
-    number: Decimal
-    if isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        # repr() is the shortest string that round-trips: 0.1 -> "0.1", not 0.1000000000000000055...
-        number = Decimal(repr(value))
-    elif isinstance(value, str) and len(value) <= 100:
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise DocumentError(f"{path} must be a decimal number") from None
-    else:
-        raise DocumentError(f"{path} must be a decimal number")
-    if not number.is_finite():
-        raise DocumentError(f"{path} must be a finite number")
-    if number and abs(number.adjusted()) > _MAX_DECIMAL_EXPONENT:
-        raise DocumentError(f"{path} is out of range")
-    return number
-
-
-def _decimal_text(number: Decimal, budget: _Budget) -> str:
-    """Plain notation, scale kept ("2.50" stays "2.50"), no exponent, no negative zero."""
-    if number.is_zero():
-        number = abs(number)
-    text = format(number, "f")
-    budget.spend(text)
-    return text
-
-
-def _line_number(value: object, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DocumentError(f"{path} must be an integer")
-    return value
-
-
-def build_document(draft_order: object, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> dict[str, Any]:
-    """Return the v1 document of ``draft_order`` as a JSON-ready dict.
-
-    ``draft_order`` is a ``domain.model.DraftOrder`` or any object with the same
-    attributes (``id``, ``org_id``, ``order_number``, ``customer_code``, ``currency``,
-    ``notes``, ``lines`` of objects with ``line_no``, ``product_code``, ``description``,
-    ``quantity``, ``unit``, ``unit_price``). Decimals become strings in plain notation;
-    lines are sorted by ``line_no``; ``line_total`` and ``total`` are computed exactly.
-    Raises ``DocumentError`` with a message naming the offending field.
-    """
-    budget = _Budget(max_bytes)
-    org_id = canonical_uuid(getattr(draft_order, "org_id", None), "org_id")
-    order_id = canonical_uuid(getattr(draft_order, "id", None), "draft_order_id")
-    raw_lines = getattr(draft_order, "lines", None) or ()
-    if isinstance(raw_lines, str | bytes | Mapping):
-        raise DocumentError("lines must be a sequence of order lines")
-    lines: list[dict[str, Any]] = []
-    total = Decimal(0)
-    seen: set[int] = set()
-    # Exact arithmetic: a precision far beyond any sane amount, and rounding trapped, so a
-    # line_total or total is never silently rounded (absurd inputs are refused instead).
-    with localcontext() as context:
-        context.prec = 100_000
-        context.Emax = 10 * _MAX_DECIMAL_EXPONENT
-        context.Emin = -10 * _MAX_DECIMAL_EXPONENT
-        context.traps[Inexact] = True
-        for index, line in enumerate(raw_lines):
-            path = f"lines[{index}]"
-            line_no = _line_number(getattr(line, "line_no", None), f"{path}.line_no")
-            if line_no in seen:
-                raise DocumentError(f"{path}.line_no {line_no} is used by more than one line")
-            seen.add(line_no)
-            quantity = _decimal(getattr(line, "quantity", None), f"{path}.quantity")
-            unit_price = _decimal(getattr(line, "unit_price", None), f"{path}.unit_price")
-            inexact = False
-            try:
-                line_total = quantity * unit_price
-                total += line_total
-            except (Inexact, Overflow):
-                inexact = True
-            if inexact:  # raised here so the decimal signal is not chained to it
-                raise DocumentError(f"{path} amounts are too large to compute exactly")
-            lines.append(
-                {
-                    "line_no": line_no,
-                    "product_code": _text(
-                        getattr(line, "product_code", None), f"{path}.product_code", budget
-                    ),
-                    "description": _text(
-                        getattr(line, "description", ""),
-                        f"{path}.description",
-                        budget,
-                        default="",
-                    ),
-                    "quantity": _decimal_text(quantity, budget),
-                    "unit": _text(
-                        getattr(line, "unit", "unit"), f"{path}.unit", budget, default="unit"
-                    ),
-                    "unit_price": _decimal_text(unit_price, budget),
-                    "line_total": _decimal_text(line_total, budget),
-                }
-            )
-    lines.sort(key=lambda entry: int(entry["line_no"]))
-    return {
-        "format": DOCUMENT_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "export_key": export_key(org_id, order_id),
-        "org_id": org_id,
-        "draft_order_id": order_id,
-        "order_number": _text(getattr(draft_order, "order_number", None), "order_number", budget),
-        "customer_code": _text(
-            getattr(draft_order, "customer_code", None), "customer_code", budget
-        ),
-        "currency": _text(getattr(draft_order, "currency", None), "currency", budget),
-        "notes": _text(getattr(draft_order, "notes", ""), "notes", budget, default=""),
-        "lines": lines,
-        "total": _decimal_text(total, budget),
-    }
-
-
-def encode_document(document: Mapping[str, Any], *, max_bytes: int = MAX_DOCUMENT_BYTES) -> bytes:
-    """Encode a document canonically: UTF-8, sorted keys, 2-space indent, final newline.
-
-    The same document always gives the same bytes. Raises ``DocumentError`` if it cannot
-    be encoded or is larger than ``max_bytes``.
-    """
-    try:
-        text = json.dumps(document, ensure_ascii=False, sort_keys=True, indent=2, allow_nan=False)
-        data = (text + "\n").encode("utf-8")
-    except UnicodeEncodeError as exc:
-        # build_document refuses surrogates field by field; this guards hand-made documents.
-        raise DocumentError(
-            f"Document contains text that cannot be encoded as UTF-8 ({exc.reason})"
-        ) from None
-    except (TypeError, ValueError) as exc:
-        raise DocumentError(f"Document is not JSON-serialisable ({type(exc).__name__})") from None
-    if len(data) > max_bytes:
-        raise DocumentError(
-            f"Draft order document is {len(data)} bytes, over the {_size_text(max_bytes)} "
-            f"limit of {CONNECTOR_TYPE}"
-        )
-    return data
-
-
-def encode_order_document(draft_order: object, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> bytes:
-    """Return the encoded v1 document of ``draft_order`` (see :func:`build_document`)."""
-    return encode_document(build_document(draft_order, max_bytes=max_bytes), max_bytes=max_bytes)
-
-
-# --------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------
-
-CONFIG_SCHEMA = ConfigSchema(
-    fields=(
-        ConfigField(
-            "host",
-            FieldType.STRING,
-            required=True,
-            description="SFTP server host name or IP address",
-        ),
-        ConfigField(
-            "port",
-            FieldType.INTEGER,
-            default=22,
-            minimum=1,
-            maximum=65535,
-            description="SFTP server TCP port",
-        ),
-        ConfigField(
-            "username", FieldType.STRING, required=True, description="Login name on the SFTP server"
-        ),
-        ConfigField(
-            "password",
-            FieldType.STRING,
-            secret=True,
-            description="Password (password or private_key is required)",
-        ),
-        ConfigField(
-            "private_key",
-            FieldType.STRING,
-            secret=True,
-            description="Client private key text, OpenSSH or PEM (ed25519, ecdsa, RSA)",
-        ),
-        ConfigField(
-            "private_key_passphrase",
-            FieldType.STRING,
-            secret=True,
-            description="Passphrase of an encrypted private_key",
-        ),
-        ConfigField(
-            "remote_dir",
-            FieldType.STRING,
-            required=True,
-            description="Dropzone directory on the server; must already exist",
-        ),
-        ConfigField(
-            "host_key",
-            FieldType.STRING,
-            description="Server public host key line, e.g. 'ssh-ed25519 AAAA...'",
-        ),
-        ConfigField(
-            "host_key_fingerprint",
-            FieldType.STRING,
-            description="Server host key fingerprint 'SHA256:...' (ssh-keygen -lf)",
-        ),
-        ConfigField(
-            "timeout_s",
-            FieldType.NUMBER,
-            default=10,
-            minimum=0.1,
-            maximum=300,
-            description="Timeout in seconds for connecting and for each SFTP step",
-        ),
-    )
-)
-
-
-def _given(config: Mapping[str, Any], name: str) -> bool:
-    """Tell whether field ``name`` has a value ("" counts as absent; the schema checks types)."""
-    value = config.get(name)
-    return value is not None and value != ""
-
-
-def config_errors(config: object) -> list[FieldError]:
-    """Return every problem of a DROPZONE_JSON_V1 ``config``, schema and cross-field.
-
-    Codes are stable (``domain.config_schema.ErrorCode``); messages never contain values.
-    """
-    errors = CONFIG_SCHEMA.validate(config)
-    if not isinstance(config, Mapping):
-        return errors
-    flagged = {error.path for error in errors}
-
-    def check(name: str) -> str | None:
-        """Return the value of ``name`` if it is given and passed the schema checks."""
-        value = config.get(name)
-        if name in flagged or not isinstance(value, str) or value == "":
-            return None
-        return value
-
-    host = check("host")
-    if host is not None and not _HOST.match(host):
-        errors.append(
-            FieldError(
-                "host",
-                ErrorCode.INVALID,
-                "must be a host name or IP address (no scheme, user or port)",
-            )
-        )
-    username = check("username")
-    if username is not None and (_has_control_characters(username) or username != username.strip()):
-        errors.append(
-            FieldError(
-                "username",
-                ErrorCode.INVALID,
-                "must not contain control characters or surrounding spaces",
-            )
-        )
-    remote_dir = check("remote_dir")
-    if remote_dir is not None:
-        problem = remote_dir_problem(remote_dir)
-        if problem is not None:
-            errors.append(FieldError("remote_dir", ErrorCode.INVALID, problem))
-
-    if not _given(config, "password") and not _given(config, "private_key"):
-        errors.append(
-            FieldError("$", ErrorCode.REQUIRED, "one of password, private_key is required")
-        )
-    private_key = check("private_key")
-    if private_key is not None and not looks_like_private_key(private_key):
-        errors.append(
-            FieldError(
-                "private_key",
-                ErrorCode.INVALID,
-                "must be an OpenSSH or PEM private key (-----BEGIN ... PRIVATE KEY-----)",
-            )
-        )
-    if _given(config, "private_key_passphrase") and not _given(config, "private_key"):
-        errors.append(
-            FieldError(
-                "private_key_passphrase",
-                ErrorCode.INVALID,
-                "is only used together with private_key",
-            )
-        )
-
-    if not _given(config, "host_key") and not _given(config, "host_key_fingerprint"):
-        errors.append(
-            FieldError(
-                "$",
-                ErrorCode.REQUIRED,
-                "one of host_key, host_key_fingerprint is required "
-                "(the server's host key is never accepted unverified)",
-            )
-        )
-    key = fingerprint = None
-    host_key = check("host_key")
-    if host_key is not None:
-        try:
-            key = parse_host_key_line(host_key)
-        except HostKeyError as exc:
-            errors.append(FieldError("host_key", ErrorCode.INVALID, str(exc)))
-    host_key_fingerprint = check("host_key_fingerprint")
-    if host_key_fingerprint is not None:
-        try:
-            fingerprint = parse_fingerprint(host_key_fingerprint)
-        except HostKeyError as exc:
-            errors.append(FieldError("host_key_fingerprint", ErrorCode.INVALID, str(exc)))
-    if key is not None and fingerprint is not None and key.fingerprint != fingerprint:
-        errors.append(
-            FieldError(
-                "host_key_fingerprint",
-                ErrorCode.INVALID,
-                "does not match host_key (they must name the same key)",
-            )
-        )
-    return errors
-
-
-# --------------------------------------------------------------------------------------
-# Connector
-# --------------------------------------------------------------------------------------
 
 #: Probe files of ``test_connection``: hidden and without a .json suffix, so an ERP
 #: polling for ``*.json`` never picks one up.
