@@ -24,12 +24,19 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import urlsplit
 
 from adapters.connectors.base_connector import BaseConnector
+from adapters.connectors.tryton.config import (
+    CONFIG_SCHEMA,
+    CONNECTOR_TYPE,
+    MIN_SERIES,
+    SALE_MODEL,
+    STAGE_CONFIG,
+    STAGE_DOCUMENT,
+    STAGES,
+    config_errors,
+)
 from adapters.connectors.tryton.jsonrpc import (
     STAGE_AUTH,
     STAGE_EXPORT,
@@ -40,12 +47,9 @@ from adapters.connectors.tryton.jsonrpc import (
     SessionExpiredError,
     TrytonClient,
 )
+from adapters.connectors.tryton.sale_lines import SaleLine, order_lines, sale_series
 from domain.config_schema import (
-    ConfigField,
-    ConfigSchema,
-    ErrorCode,
     FieldError,
-    FieldType,
 )
 from domain.idempotency import export_key
 from domain.ports import (
@@ -65,151 +69,6 @@ __all__ = [
     "TrytonConnector",
     "config_errors",
 ]
-
-CONNECTOR_TYPE = "TRYTON"
-#: Oldest Tryton series this connector talks to.
-MIN_SERIES: tuple[int, int] = (7, 0)
-SALE_MODEL = "sale.sale"
-
-STAGE_CONFIG = "config"
-STAGE_DOCUMENT = "document"
-#: The checks of test_connection, in order.
-STAGES: tuple[str, ...] = (
-    STAGE_CONFIG,
-    STAGE_REACHABLE,
-    STAGE_VERSION,
-    STAGE_AUTH,
-    STAGE_PERMISSION,
-)
-
-CONFIG_SCHEMA = ConfigSchema(
-    fields=(
-        ConfigField(
-            "url",
-            FieldType.STRING,
-            required=True,
-            description="Base URL of the Tryton server, e.g. http://erp.example.com:8000",
-        ),
-        ConfigField(
-            "database", FieldType.STRING, required=True, description="Name of the Tryton database"
-        ),
-        ConfigField(
-            "username",
-            FieldType.STRING,
-            required=True,
-            description="Tryton login of the user that creates the sales",
-        ),
-        ConfigField(
-            "password",
-            FieldType.STRING,
-            required=True,
-            secret=True,
-            description="That user's password",
-        ),
-        ConfigField(
-            "timeout_s",
-            FieldType.NUMBER,
-            default=10,
-            minimum=0.1,
-            maximum=300,
-            description="Timeout of each request, and of test_connection overall",
-        ),
-        ConfigField(
-            "language",
-            FieldType.STRING,
-            default="en",
-            description="Language of the session (Tryton's error messages)",
-        ),
-    )
-)
-
-
-def config_errors(config: object) -> list[FieldError]:
-    """Return every problem of a TRYTON ``config`` (schema and URL checks, no values echoed)."""
-    errors = CONFIG_SCHEMA.validate(config)
-    if not isinstance(config, Mapping):
-        return errors
-    flagged = {error.path for error in errors}
-    url = config.get("url")
-    if "url" not in flagged and isinstance(url, str) and url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            errors.append(
-                FieldError(
-                    "url", ErrorCode.INVALID, "must be an http:// or https:// URL with a host"
-                )
-            )
-        elif parts.username is not None or parts.password is not None:
-            errors.append(
-                FieldError(
-                    "url", ErrorCode.INVALID, "must not contain credentials (use username/password)"
-                )
-            )
-        elif parts.query or parts.fragment:
-            errors.append(FieldError("url", ErrorCode.INVALID, "must not have a query or fragment"))
-    database = config.get("database")
-    if (
-        "database" not in flagged
-        and isinstance(database, str)
-        and database
-        and ("/" in database or database != database.strip())
-    ):
-        errors.append(
-            FieldError(
-                "database",
-                ErrorCode.INVALID,
-                "must be a database name (no '/', no surrounding spaces)",
-            )
-        )
-    return errors
-
-
-def _series(version: str) -> tuple[int, int] | None:
-    try:
-        major, minor = version.split(".")[:2]
-        return int(major), int(minor)
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class _Line:
-    product_code: str
-    quantity: float
-    unit_price: Decimal
-    description: str
-
-
-def _order_lines(draft_order: Any) -> list[_Line]:
-    """The draft order's lines, checked (``ConnectorRejectedError`` at ``document``)."""
-    raw = getattr(draft_order, "lines", None) or ()
-    if isinstance(raw, str | bytes | Mapping):
-        raise ConnectorRejectedError("Draft order lines must be a sequence", stage=STAGE_DOCUMENT)
-    lines: list[_Line] = []
-    for index, line in enumerate(sorted(raw, key=lambda item: getattr(item, "line_no", 0))):
-        code = getattr(line, "product_code", None)
-        if not isinstance(code, str) or not code.strip():
-            raise ConnectorRejectedError(
-                f"lines[{index}].product_code must be a non-empty string", stage=STAGE_DOCUMENT
-            )
-        try:
-            quantity = Decimal(str(getattr(line, "quantity", None)))
-            unit_price = Decimal(str(getattr(line, "unit_price", None)))
-        except InvalidOperation:
-            raise ConnectorRejectedError(
-                f"lines[{index}] quantity and unit_price must be numbers", stage=STAGE_DOCUMENT
-            ) from None
-        if not (quantity.is_finite() and unit_price.is_finite()):
-            raise ConnectorRejectedError(
-                f"lines[{index}] amounts must be finite numbers", stage=STAGE_DOCUMENT
-            )
-        description = getattr(line, "description", "") or ""
-        lines.append(_Line(code, float(quantity), unit_price, str(description)))
-    if not lines:
-        raise ConnectorRejectedError(
-            "A draft order without lines cannot become a sale", stage=STAGE_DOCUMENT
-        )
-    return lines
 
 
 class TrytonConnector(BaseConnector):
@@ -287,7 +146,7 @@ class TrytonConnector(BaseConnector):
         try:
             cfg = self.prepare_config(config)
             key = export_key(draft_order.org_id, draft_order.id)
-            lines = _order_lines(draft_order)
+            lines = order_lines(draft_order)
             try:
                 return self._export(cfg, draft_order, key, lines)
             except SessionExpiredError:
@@ -296,7 +155,7 @@ class TrytonConnector(BaseConnector):
             raise self.sanitised_error(exc, config) from None
 
     def _export(
-        self, cfg: Mapping[str, Any], draft_order: Any, key: str, lines: Sequence[_Line]
+        self, cfg: Mapping[str, Any], draft_order: Any, key: str, lines: Sequence[SaleLine]
     ) -> ExportResult:
         with self._session(cfg) as client:
             existing = self._sales_with_reference(client, key)
@@ -330,7 +189,7 @@ class TrytonConnector(BaseConnector):
         )
 
     def _sale_values(
-        self, client: TrytonClient, draft_order: Any, key: str, lines: Sequence[_Line]
+        self, client: TrytonClient, draft_order: Any, key: str, lines: Sequence[SaleLine]
     ) -> dict[str, Any]:
         customer_code = getattr(draft_order, "customer_code", None)
         if not isinstance(customer_code, str) or not customer_code:
@@ -430,7 +289,7 @@ class TrytonConnector(BaseConnector):
         version = client.server_version()  # stage reachable (network) or version (payload)
         passed.append(STAGE_REACHABLE)
         details["server_version"] = version
-        series = _series(version)
+        series = sale_series(version)
         if series is None or series < MIN_SERIES:
             raise ConnectorConfigError(
                 f"Tryton series {version!r} is not supported (need "
