@@ -21,6 +21,9 @@ must do with them:
 
 The password is sent once, in the login request body; it is never part of a message,
 repr or log line. Server texts are cut to :data:`MAX_SERVER_TEXT` characters.
+
+Size: a little over 400 lines, kept whole because the error translation above is
+one table read top to bottom beside the requests it classifies.
 """
 
 from __future__ import annotations
