@@ -33,7 +33,12 @@ from bench.workload import (
     success_times,
 )
 from entrypoints.demo import RETRY_TIERS
-from entrypoints.demo_processes import ChildProcess
+from entrypoints.pipeline_processes import ORDERFLOW_MODULE, ChildProcess
+
+#: The push worker as it runs in production: ``orderflow consume``.
+WORKER: tuple[str, ...] = (ORDERFLOW_MODULE, "consume")
+#: The sequential baseline (``bench/sequential_consumer.py``).
+SEQUENTIAL: tuple[str, ...] = ("bench.sequential_consumer",)
 
 #: Longest wait for the first export after every consumer has its partitions.
 START_TIMEOUT_S = 60.0
@@ -113,7 +118,7 @@ def run_consumers(
     topic: RequestsTopic,
     *,
     name: str,
-    module: str,
+    command: tuple[str, ...],
     processes: int,
     latency_ms: float,
     window_s: float,
@@ -121,7 +126,9 @@ def run_consumers(
     extra_args: list[str] | None = None,
     progress: Any = print,
 ) -> ConsumerRun:
-    """Run ``processes`` copies of ``module`` on ``topic`` for ``window_s`` (or to the end).
+    """Run ``processes`` copies of ``python -m *command`` on ``topic`` for ``window_s``.
+
+    ``command`` is :data:`WORKER` (``orderflow consume``) or the sequential baseline's.
 
     The window opens at the first export; the rate counts the exports after
     every process had its partitions.
@@ -132,8 +139,8 @@ def run_consumers(
         children = [
             ChildProcess(
                 f"{name}[{i}]",
-                module,
-                _worker_args(services, url, topic, group, list(extra_args or [])),
+                command[0],
+                [*command[1:], *_worker_args(services, url, topic, group, list(extra_args or []))],
                 logs / f"consumer-{name}-{i}.log",
             )
             for i in range(processes)

@@ -1,11 +1,12 @@
 """End-to-end latency: open-loop approvals -> relay -> Kafka -> worker (MOCK, 0 ms) -> PushResult.
 
-Reuses the pipeline demo's pieces (``entrypoints.demo``): relay and push worker
-as child processes, the results-topic reader, the open-loop approval loop.
-Latency per order: from the approval's call (``approve_draft_order``, one
-statement and its COMMIT, which a time taken after the call could follow) to
-the moment its PushResult was read from the results topic. Orders whose PushResult never came are
-counted (``missing_results``), not folded into the percentiles. Beside the
+Reuses the pipeline's process pieces (``entrypoints.pipeline_processes``,
+``entrypoints.push_results``): relay and push worker as child processes, the
+results-topic reader; approvals come from ``bench.approver``. Latency per
+order: from the approval's call (``approve_draft_order``, one statement and its
+COMMIT, which a time taken after the call could follow) to the moment its
+PushResult was read from the results topic. Orders whose PushResult never came
+are counted (``missing_results``), not folded into the percentiles. Beside the
 latency: the approver's capacity alone and its lateness against the schedule
 (an approver that cannot keep up lowers the load it claims to apply), the CPU
 per order of approver, relay and worker, and the latency of each hop
@@ -29,15 +30,9 @@ from bench.procs import python_module
 from bench.relay_bench import PARTITIONS, new_prefix
 from bench.stats import latency_summary, steady_rate
 from bench.workload import Services, add_mock_connection, scratch_database
-from entrypoints.demo import (
-    RETRY_TIERS,
-    DemoOptions,
-    _read_results,
-    _require_running,
-    _Results,
-    _services,
-    _Thread,
-)
+from entrypoints.demo import RETRY_TIERS
+from entrypoints.pipeline_processes import relay_and_worker, require_running
+from entrypoints.push_results import PushResults, ReaderThread, read_results
 
 #: Longest wait for the last PushResult after the last approval.
 SETTLE_TIMEOUT_S = 120.0
@@ -185,13 +180,20 @@ def run_e2e(
         org_id = uuid.uuid4()
         add_mock_connection(url, org_id, latency_ms=0)
         ensure_topics(services.bootstrap_servers, topics, partitions=PARTITIONS)
-        options = DemoOptions(orders=orders, topic_prefix=prefix, rate=rate)
-        relay, worker = _services(url, services.bootstrap_servers, options, logs)
-        results = _Results(org_id)
+        relay, worker = relay_and_worker(
+            url,
+            services.bootstrap_servers,
+            prefix,
+            logs,
+            partitions=PARTITIONS,
+            retry_tiers=RETRY_TIERS,
+            log_name="e2e",
+        )
+        results = PushResults(org_id)
         stop = threading.Event()
         servers = services.bootstrap_servers
-        reader = _Thread(
-            "results reader", lambda: _read_results(servers, topics.results, results, stop)
+        reader = ReaderThread(
+            "results reader", lambda: read_results(servers, topics.results, results, stop)
         )
         try:
             relay.start()
@@ -205,10 +207,10 @@ def run_e2e(
             busy_before = _machine_busy()
             approved = _approve(url, org_id, orders, rate, orders / rate * 1.5 + 5)
             committed = approved.committed
-            _require_running((relay, worker))
+            require_running((relay, worker))
             deadline = time.monotonic() + SETTLE_TIMEOUT_S
             while results.count() < len(committed) and time.monotonic() < deadline:
-                _require_running((relay, worker))
+                require_running((relay, worker))
                 time.sleep(0.05)
             cpu = {p.name: _cpu_seconds(p.pid) - cpu_before[p.name] for p in (relay, worker)}
             busy_after = _machine_busy()

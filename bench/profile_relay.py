@@ -1,7 +1,7 @@
 """``make profile-relay``: a py-spy flame graph of our relay draining a backlog.
 
 Fills a scratch database with ``--events`` PushRequested events, then runs
-``py-spy record`` over ``python -m producer.relay --drain`` (every thread:
+``py-spy record`` over ``orderflow relay --drain`` (every thread:
 the main loop and the database thread) and writes
 ``bench/results/profile-relay.svg`` (open it in a browser) and a speedscope
 JSON next to it; a text summary of the hottest frames is printed.
@@ -23,6 +23,7 @@ from typing import Any
 from adapters.kafka.topics import TopicNames, ensure_topics
 from bench.relay_bench import PARTITIONS, new_prefix, relay_args
 from bench.workload import Services, fill_backlog, scratch_database
+from entrypoints.pipeline_processes import ORDERFLOW_MODULE
 
 
 def _py_spy() -> str:
@@ -68,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prefix = new_prefix("p")
         ensure_topics(services.bootstrap_servers, TopicNames(prefix), partitions=PARTITIONS)
         args_ = relay_args(services, url, prefix, "--drain")
-        relay = [sys.executable, "-m", "producer.relay", *args_]
+        relay = [sys.executable, "-m", ORDERFLOW_MODULE, "relay", *args_]
         for fmt, path in (("flamegraph", svg), ("speedscope", speedscope)):
             if fmt == "speedscope":  # a second drain needs a backlog again
                 fill_backlog(url, uuid.uuid4(), args.events)

@@ -1,6 +1,6 @@
 """Relay benchmarks: throughput against the textbook relay, peak memory, idle cost.
 
-Our relay runs as ``python -m producer.relay --drain`` (a child process: it
+Our relay runs as ``orderflow relay --drain`` (a child process: it
 exits once the outbox is empty); its rate is read from the outside, from the
 ``published_at`` times it wrote: rows after its first completed batch divided
 by the time from that batch to its last, so interpreter start-up and topic
@@ -31,7 +31,7 @@ from bench.workload import (
     scratch_database,
     service_args,
 )
-from entrypoints.demo_processes import ChildProcess
+from entrypoints.pipeline_processes import ORDERFLOW_MODULE, ChildProcess
 
 PARTITIONS = 6
 #: Longest a drain may take before the harness kills the relay.
@@ -83,14 +83,15 @@ def drain_with_ours(
     log: Path,
     stop_after_s: float | None = None,
 ) -> DrainResult:
-    """Drain the backlog of ``database_url`` with ``python -m producer.relay --drain``.
+    """Drain the backlog of ``database_url`` with ``orderflow relay --drain``.
 
     With ``stop_after_s`` the relay is stopped (SIGTERM) then if not done yet.
     """
     since = time.time()
     run = run_measured(
         python_module(
-            "producer.relay",
+            ORDERFLOW_MODULE,
+            "relay",
             *relay_args(services, database_url, prefix, "--drain", "--log-level", "INFO"),
         ),
         log,
@@ -256,7 +257,10 @@ def idle_cost(services: Services, seconds: float, logs: Path) -> dict[str, float
         admin_url = make_url(url).set(database="postgres").render_as_string(hide_password=False)
         admin = connect(admin_url)
         relay = ChildProcess(
-            "relay", "producer.relay", relay_args(services, url, prefix), logs / "relay-idle.log"
+            "relay",
+            ORDERFLOW_MODULE,
+            ["relay", *relay_args(services, url, prefix)],
+            logs / "relay-idle.log",
         )
         try:
             relay.start()

@@ -1,9 +1,9 @@
 """The faults of a chaos run and the processes they hit.
 
 :class:`Fleet` runs the pipeline as it runs in production: one outbox relay
-(``python -m producer.relay``) and two push workers (``python -m
-consumer.worker``) in one consumer group, each a
-:class:`~entrypoints.demo_processes.ChildProcess` with a log file per
+(``orderflow relay``) and two push workers (``orderflow consume``) in one
+consumer group, each a
+:class:`~entrypoints.pipeline_processes.ChildProcess` with a log file per
 incarnation. :class:`Faults` injects one fault at a time:
 
 * ``kill_relay`` - SIGKILL the relay, start a new one, wait until it leads;
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from entrypoints.demo_processes import ChildProcess, ServiceProcessError
+from entrypoints.pipeline_processes import ORDERFLOW_MODULE, ChildProcess, ServiceProcessError
 from infra import local
 
 #: Every fault of a run, before shuffling: 3 relay kills, 3 worker kills, 3 outages.
@@ -74,7 +74,7 @@ class Fleet:
     def start_relay(self) -> ChildProcess:
         """Start a (new) relay process."""
         self.relay = ChildProcess(
-            "relay", "producer.relay", list(self.common_args), self._log_path("relay")
+            "relay", ORDERFLOW_MODULE, ["relay", *self.common_args], self._log_path("relay")
         ).start()
         return self.relay
 
@@ -83,8 +83,9 @@ class Fleet:
         name = f"worker{slot}"
         worker = ChildProcess(
             f"push worker {slot}",
-            "consumer.worker",
+            ORDERFLOW_MODULE,
             [
+                "consume",
                 *self.common_args,
                 *self.worker_args,
                 "--instance-id",

@@ -56,7 +56,6 @@ from chaos.observe import (
 )
 from domain.model import DraftOrder, DraftOrderStatus
 from domain.repositories import UnitOfWork
-from entrypoints.demo_processes import ServiceProcessError
 from entrypoints.demo_support import (
     CONNECTOR_TYPE,
     count_dropzone_files,
@@ -65,6 +64,7 @@ from entrypoints.demo_support import (
     dropzone_config,
     ensure_master_key,
 )
+from entrypoints.pipeline_processes import ServiceProcessError
 from infra.local import InfraError
 
 _log = logging.getLogger("orderflow.chaos")

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, text
 
 from adapters.kafka.consumer import ConsumedMessage
 from chaos.checker import DLQ, RESULTS, DropzoneFile, PushLogRow, WireRecord
-from entrypoints.demo_support import follow_push_results
+from entrypoints.push_results import follow_push_results
 
 _log = logging.getLogger("orderflow.chaos")
 _QUIET = logging.getLogger("orderflow.chaos.follower")

@@ -3,10 +3,10 @@
 Creates a database of its own next to ``$DATABASE_URL``'s (dropped at the end
 unless ``--keep-database``), migrates it, creates an organisation with an encrypted
 DROPZONE_JSON_V1 connection to the local SFTP server, starts the outbox relay
-and the push worker as their own processes (``python -m producer.relay`` and
-``python -m consumer.worker``, on a topic prefix and consumer group of this
-run), reads the results topic, approves N draft orders at a steady rate (each
-order and its outbox event in one transaction, nothing else), waits (bounded)
+and the push worker as their own processes (``orderflow relay`` and
+``orderflow consume``, on a topic prefix and consumer group of this run), reads
+the results topic, approves N draft orders at a steady rate (each order and its
+outbox event in one transaction, nothing else), waits (bounded)
 for their N PushResults, stops relay and worker with SIGTERM, and counts the
 files that really landed in the SFTP dropzone. The last line is machine-readable::
 
@@ -26,10 +26,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
@@ -38,17 +36,22 @@ from adapters.postgres.admin import create_database, drop_database
 from adapters.postgres.engine import make_engine
 from domain.repositories import UnitOfWork
 from entrypoints import bootstrap
-from entrypoints.demo_processes import ChildProcess, ServiceProcessError
 from entrypoints.demo_support import (
     ERP_TARGETS,
     ErpTarget,
     create_demo_organisation,
     demo_order,
     ensure_master_key,
-    follow_push_results,
     percentile,
     state_dir,
 )
+from entrypoints.pipeline_processes import (
+    ChildProcess,
+    ServiceProcessError,
+    relay_and_worker,
+    require_running,
+)
+from entrypoints.push_results import PushResults, ReaderThread, read_results
 from entrypoints.settings import Settings, SettingsError
 from producer.approval import approve_draft_order
 
@@ -70,59 +73,6 @@ DEFAULT_TRYTON_ORDERS = 50
 # also runs PostgreSQL, Kafka and sshd (~40/s), so the latency shows the pipeline,
 # not a growing queue; --rate 0 shows the throughput instead.
 DEFAULT_RATE = 25.0
-
-
-@dataclass
-class _Results:
-    """PushResults of this run's organisation, one per draft order (thread-safe)."""
-
-    org_id: uuid.UUID
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    status: dict[uuid.UUID, str] = field(default_factory=dict)
-    #: Wall-clock time (``time.time()``) at which the order's result was read.
-    read_at: dict[uuid.UUID, float] = field(default_factory=dict)
-    #: ``approved_at`` of the result (epoch seconds), the fallback start of the latency.
-    approved_at: dict[uuid.UUID, float] = field(default_factory=dict)
-    records: int = 0
-
-    def add(self, record: dict[str, Any], read_at: float) -> None:
-        if uuid.UUID(str(record["org_id"])) != self.org_id:
-            return
-        order_id = uuid.UUID(str(record["draft_order_id"]))
-        with self.lock:
-            self.records += 1
-            if order_id not in self.status:  # a re-published copy keeps the first read time
-                self.read_at[order_id] = read_at
-                self.approved_at[order_id] = record["approved_at"].timestamp()
-            self.status[order_id] = str(record["status"])
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.status)
-
-
-class _Thread(threading.Thread):
-    """A daemon thread that keeps the exception its target raised (instead of losing it)."""
-
-    def __init__(self, name: str, target: Callable[[], object]) -> None:
-        super().__init__(name=name, daemon=True)
-        self._run_target = target
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._run_target()
-        except BaseException as exc:
-            self.error = exc
-            _log.exception("%s failed", self.name)
-
-
-def _read_results(
-    bootstrap_servers: str, topic: str, results: _Results, stop: threading.Event
-) -> None:
-    follow_push_results(
-        bootstrap_servers, topic, results.add, stop, reader="demo-reader", logger=_log
-    )
 
 
 def _count_records(bootstrap_servers: str, topic: str) -> int:
@@ -199,49 +149,11 @@ class DemoOptions:
     keep_database: bool = False
 
 
-def _services(
-    database_url: str,
-    bootstrap_servers: str,
-    options: DemoOptions,
-    logs: Path,
-    worker_args: Sequence[str] = (),
-) -> tuple[ChildProcess, ChildProcess]:
-    """The relay and the push worker of this run (not started)."""
-    common = [
-        "--database-url",
-        database_url,
-        "--bootstrap-servers",
-        bootstrap_servers,
-        "--topic-prefix",
-        options.topic_prefix,
-        "--partitions",
-        str(PARTITIONS),
-        "--no-ensure-topics",
-    ]
-    relay = ChildProcess(
-        "relay", "producer.relay", common, logs / f"demo-{options.topic_prefix}-relay.log"
-    )
-    worker = ChildProcess(
-        "push worker",
-        "consumer.worker",
-        [
-            *common,
-            "--group",
-            f"{options.topic_prefix}-push",
-            "--retry-tiers",
-            str(RETRY_TIERS),
-            *worker_args,
-        ],
-        logs / f"demo-{options.topic_prefix}-worker.log",
-    )
-    return relay, worker
-
-
 def _approve(
     uow: UnitOfWork,
     org_id: uuid.UUID,
     options: DemoOptions,
-    results: _Results,
+    results: PushResults,
     progress: _Progress,
     services: Sequence[ChildProcess],
 ) -> dict[uuid.UUID, float]:
@@ -260,14 +172,8 @@ def _approve(
         committed_at[draft.id] = time.time()
         progress.show(index + 1, results.count())
         if index % 100 == 0:
-            _require_running(services)
+            require_running(services)
     return committed_at
-
-
-def _require_running(services: Sequence[ChildProcess]) -> None:
-    for service in services:
-        if not service.running():
-            raise ServiceProcessError(f"{service.name} exited early:\n{service.tail()}")
 
 
 def _kafka() -> str:
@@ -327,14 +233,20 @@ def _run(engine: Engine, database_url: str, options: DemoOptions) -> int:
         return 1
 
     ensure_topics(bootstrap_servers, topics, partitions=PARTITIONS)
-    relay, worker = _services(
-        database_url, bootstrap_servers, options, state_dir() / "logs", target.worker_args
+    relay, worker = relay_and_worker(
+        database_url,
+        bootstrap_servers,
+        options.topic_prefix,
+        state_dir() / "logs",
+        partitions=PARTITIONS,
+        retry_tiers=RETRY_TIERS,
+        worker_args=target.worker_args,
     )
-    results = _Results(org_id)
+    results = PushResults(org_id)
     reader_stop = threading.Event()
-    reader = _Thread(
+    reader = ReaderThread(
         "results reader",
-        lambda: _read_results(bootstrap_servers, topics.results, results, reader_stop),
+        lambda: read_results(bootstrap_servers, topics.results, results, reader_stop),
     )
     progress = _Progress(options.orders)
     started = time.monotonic()
@@ -359,7 +271,7 @@ def _run(engine: Engine, database_url: str, options: DemoOptions) -> int:
         approve_s = time.monotonic() - started
         deadline = time.monotonic() + options.timeout_s
         while results.count() < options.orders and time.monotonic() < deadline:
-            _require_running((relay, worker))
+            require_running((relay, worker))
             if not reader.is_alive():
                 raise ServiceProcessError(f"results reader stopped: {reader.error!r}")
             progress.show(options.orders, results.count())
@@ -400,7 +312,7 @@ def _report(
     org_id: uuid.UUID,
     dlq_topic: str,
     options: DemoOptions,
-    results: _Results,
+    results: PushResults,
     committed_at: dict[uuid.UUID, float],
     *,
     approve_s: float,

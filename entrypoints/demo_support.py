@@ -6,18 +6,14 @@ endpoints come from the environment that ``make demo`` exports).
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import stat
-import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from adapters.connectors.dropzone_json_v1 import DropzoneJsonV1Connector
 from adapters.connectors.registry import ConnectorRegistry
@@ -148,43 +144,6 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[rank - 1]
-
-
-def follow_push_results(
-    bootstrap_servers: str,
-    topic: str,
-    on_result: Callable[[dict[str, Any], float], None],
-    stop: threading.Event,
-    *,
-    reader: str,
-    logger: logging.Logger,
-) -> None:
-    """Read the PushResults of ``topic`` from the beginning until ``stop`` is set.
-
-    A consumer group of its own (``<topic>-<reader>-<random>``) reads them;
-    ``on_result(record, read_at)`` gets each decoded record and the wall-clock
-    time it was read. Undecodable records are logged and skipped.
-    """
-    from adapters.avro.codec import decode_push_result
-    from adapters.kafka.config import consumer_config
-    from adapters.kafka.consumer import EventConsumer
-
-    config = consumer_config(
-        bootstrap_servers,
-        group_id=f"{topic}-{reader}-{uuid.uuid4().hex[:8]}",
-        client_id=f"orderflow-{reader}",
-        logger=logger,
-    )
-    with EventConsumer(config) as consumer:
-        consumer.subscribe([topic])
-        while not stop.is_set():
-            messages = consumer.poll_batch(500, 0.05)
-            now = time.time()
-            for message in messages:
-                try:
-                    on_result(decode_push_result(message.value), now)
-                except Exception:
-                    logger.warning("Undecodable record on %s@%d", topic, message.offset)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoints.demo_processes import ChildProcess, ServiceProcessError
+from entrypoints.pipeline_processes import ChildProcess, ServiceProcessError
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""Child processes of the demo: the relay and the push worker, as they run in production.
+"""The relay and the push worker as child processes, as they run in production.
 
-Each runs as its own ``python -m ...`` process (its own interpreter and GIL),
-logs to a file, is started, waited for until a log line says it is ready, and
-stopped with SIGTERM (its graceful stop) — SIGKILL only if it does not stop.
+Each runs as its own ``orderflow relay`` / ``orderflow consume`` process (its own
+interpreter and GIL; :data:`ORDERFLOW_MODULE`), logs to a file, is started, waited
+for until a log line says it is ready, and stopped with SIGTERM (its graceful
+stop) — SIGKILL only if it does not stop. The demo, the benchmarks and the chaos
+harness start them with :func:`relay_and_worker` or :class:`ChildProcess`.
 """
 
 from __future__ import annotations
@@ -25,8 +27,15 @@ class ServiceProcessError(RuntimeError):
     """A child process exited early or did not become ready in time."""
 
 
+#: ``python -m`` module of the ``orderflow`` command (works whether or not it is on PATH).
+ORDERFLOW_MODULE = "entrypoints.cli"
+
+
 class ChildProcess:
-    """One ``python -m module args...`` child with its log file."""
+    """One ``python -m module args...`` child with its log file.
+
+    ``orderflow relay ...`` is ``ChildProcess(name, ORDERFLOW_MODULE, ["relay", ...], log)``.
+    """
 
     def __init__(self, name: str, module: str, args: Sequence[str], log_path: Path) -> None:
         self.name = name
@@ -124,3 +133,57 @@ class ChildProcess:
         if self._process is None:
             raise ServiceProcessError(f"{self.name} was not started")
         return self._process
+
+
+def require_running(children: Sequence[ChildProcess]) -> None:
+    """Raise :class:`ServiceProcessError` (with its log's tail) if a child has exited."""
+    for child in children:
+        if not child.running():
+            raise ServiceProcessError(f"{child.name} exited early:\n{child.tail()}")
+
+
+def relay_and_worker(
+    database_url: str,
+    bootstrap_servers: str,
+    topic_prefix: str,
+    logs: Path,
+    *,
+    partitions: int,
+    retry_tiers: int,
+    worker_args: Sequence[str] = (),
+    log_name: str = "demo",
+) -> tuple[ChildProcess, ChildProcess]:
+    """The relay and the push worker of one run on ``topic_prefix`` (not started).
+
+    Both skip topic creation (the caller creates the topics); the worker's
+    consumer group is ``<topic_prefix>-push``.
+    """
+    common = [
+        "--database-url",
+        database_url,
+        "--bootstrap-servers",
+        bootstrap_servers,
+        "--topic-prefix",
+        topic_prefix,
+        "--partitions",
+        str(partitions),
+        "--no-ensure-topics",
+    ]
+    relay = ChildProcess(
+        "relay", ORDERFLOW_MODULE, ["relay", *common], logs / f"{log_name}-{topic_prefix}-relay.log"
+    )
+    worker = ChildProcess(
+        "push worker",
+        ORDERFLOW_MODULE,
+        [
+            "consume",
+            *common,
+            "--group",
+            f"{topic_prefix}-push",
+            "--retry-tiers",
+            str(retry_tiers),
+            *worker_args,
+        ],
+        logs / f"{log_name}-{topic_prefix}-worker.log",
+    )
+    return relay, worker
