@@ -9,6 +9,7 @@ Nothing here connects at import time: engines connect on first use.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 
@@ -17,14 +18,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.connectors.registry import ConnectorRegistry
 from adapters.crypto.encryption import ConfigCipher
+from adapters.crypto.keys import EncryptionError
 from adapters.postgres.engine import make_engine as _make_engine
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import use_registered_connector_types
 from adapters.postgres.repositories import OutboxValueEncoder
 from adapters.postgres.unit_of_work import SessionUnitOfWork, SqlAlchemyUnitOfWork
 from consumer.push_service import ConfigDecryptor, ConnectorLookup, PushOrchestrator
-from domain.model import check_connector_type
+from domain.model import DraftOrder, check_connector_type
 from domain.repositories import UnitOfWork
+from entrypoints.dlq import PushAgainFn
+from producer.connection_admin import ConnectionAdmin
+from producer.push_again import PushAgainOutcome, push_again
 
 DATABASE_URL_ENV = "DATABASE_URL"
 
@@ -136,3 +141,23 @@ def build_push_orchestrator(
         sleep=sleep,
         clock=clock,
     )
+
+
+def connection_admin(database_url: str) -> ConnectionAdmin:
+    """The connection use cases over ``database_url`` with the registry and the master key."""
+    return ConnectionAdmin(
+        sql_unit_of_work(database_url=database_url),
+        ConnectorRegistry,
+        ConfigCipher.from_env,
+        cipher_errors=(EncryptionError,),
+    )
+
+
+def push_again_for(database_url: str) -> PushAgainFn:
+    """``(org, order id, fallback order) -> PushAgainOutcome`` over ``database_url``."""
+    uow = sql_unit_of_work(database_url=database_url)
+
+    def run(org: uuid.UUID, order_id: uuid.UUID, order: DraftOrder) -> PushAgainOutcome:
+        return push_again(uow, org, order_id, order=order)
+
+    return run

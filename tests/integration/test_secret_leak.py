@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -42,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Engine, text
 
 from adapters.kafka.config import admin_config
-from entrypoints.cli import EXIT_FAILED, EXIT_OK, build_parser, main
+from entrypoints.cli import EXIT_FAILED, EXIT_OK, build_cli, main
 from infra.endpoints import SftpServer
 
 pytestmark = pytest.mark.integration
@@ -234,15 +235,12 @@ def help_paths() -> list[list[str]]:
     """Every ``orderflow`` command path, for ``--help`` at each level."""
     paths: list[list[str]] = [[]]
 
-    def walk(parser: Any, prefix: list[str]) -> None:
-        for action in parser._actions:
-            choices = getattr(action, "choices", None)
-            if isinstance(choices, dict):
-                for name, sub in choices.items():
-                    paths.append([*prefix, name])
-                    walk(sub, [*prefix, name])
+    def walk(command: click.Command, prefix: list[str]) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            paths.append([*prefix, name])
+            walk(sub, [*prefix, name])
 
-    walk(build_parser(), [])
+    walk(build_cli(), [])
     return paths
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
+import click
 import pytest
 
-from entrypoints.cli import build_parser, main
+from entrypoints.cli import build_cli, main
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -20,26 +20,26 @@ def cli_section() -> str:
 
 
 def subcommands(
-    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
-) -> dict[tuple[str, ...], argparse.ArgumentParser]:
-    found = {path: parser}
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                found.update(subcommands(sub, (*path, name)))
+    command: click.Command, path: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], click.Command]:
+    found = {path: command}
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            found.update(subcommands(sub, (*path, name)))
     return found
 
 
-def long_flags(parser: argparse.ArgumentParser) -> set[str]:
+def long_flags(command: click.Command) -> set[str]:
     return {
         option
-        for action in parser._actions
-        for option in action.option_strings
+        for param in command.params
+        if isinstance(param, click.Option)
+        for option in param.opts
         if option.startswith("--") and option != "--help"
     }
 
 
-COMMANDS = subcommands(build_parser())
+COMMANDS = subcommands(build_cli())
 
 
 @pytest.mark.parametrize("path", [p for p in COMMANDS if p and p[0] not in ("relay", "consume")])

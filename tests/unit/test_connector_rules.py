@@ -32,7 +32,7 @@ from domain.model import DraftOrder, check_connector_type
 from domain.ports import ERPConnectorPort, ExportResult, TestResult
 from domain.records import ConnectionRecord
 from domain.redaction import RedactedConfig, undeclared_secret_values
-from entrypoints.connection_views import config_view, listed_connections
+from producer.connection_admin import ConnectionAdmin, config_view
 from tests.fakes import FakeCipher, FakeClock, FakeConnector, FakeRegistry, FakeUnitOfWork
 
 SECRET = "undeclared-Secret-9f2c"
@@ -233,6 +233,11 @@ def test_config_view_masks_by_schema_or_everything_with_a_note() -> None:
 
 
 class BrokenCipher:
+    def encrypt_config(
+        self, config: Mapping[str, Any], /, *, org_id: Any, connector_type: str
+    ) -> bytes:
+        raise AssertionError("listing encrypts nothing")
+
     def decrypt_config(
         self, blob: bytes, /, *, org_id: Any, connector_type: str
     ) -> Mapping[str, Any]:
@@ -246,7 +251,14 @@ def test_listing_goes_on_past_a_config_it_cannot_decrypt() -> None:
     bad = ConnectionRecord.new(uuid.uuid4(), "MOCK", b"bad")
     gone = ConnectionRecord.new(uuid.uuid4(), "SAP", b"good")
     registry = FakeRegistry({"MOCK": FakeConnector()})
-    views = listed_connections([good, bad, gone], BrokenCipher(), registry)
+    uow = FakeUnitOfWork()
+    for record in (good, bad, gone):
+        uow.db.connections[record.id] = record  # as an old database may hold them
+
+    def no_key() -> BrokenCipher:
+        raise LookupError("no key")
+
+    views = ConnectionAdmin(uow, registry, BrokenCipher).list()
     assert [v["id"] for v in views] == [str(good.id), str(bad.id), str(gone.id)]
     assert views[0]["config"] == {"password": MASK, "host": "h"}
     assert views[1]["config"] is None
@@ -255,6 +267,8 @@ def test_listing_goes_on_past_a_config_it_cannot_decrypt() -> None:
     )
     assert views[2]["config"] == {"password": MASK, "host": MASK}
     assert SECRET not in repr(views)
-    without_key = listed_connections([good], None, registry, no_cipher_reason="no key")
+    without_key = ConnectionAdmin(uow, registry, no_key, cipher_errors=(LookupError,)).list(
+        good.org_id
+    )
     assert without_key[0]["config"] is None
     assert without_key[0]["config_note"] == "config not shown: no key"
