@@ -66,7 +66,7 @@ def push_requested(org_id: uuid.UUID, index: int) -> OutboxEvent:
 
 def outbox_value(event: OutboxEvent) -> bytes:
     """The Kafka value a writer stores with ``event`` (the composition root's encoder)."""
-    from producer.relay_kafka import outbox_value_encoder
+    from adapters.avro.outbox_values import outbox_value_encoder
 
     value = outbox_value_encoder()(event)
     if value is None:

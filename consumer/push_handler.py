@@ -93,13 +93,13 @@ from adapters.kafka.headers import (
     parse_headers,
     replace_failure_headers,
 )
-from consumer.outbox_events import dead_letter_payload
 from consumer.push_attempt import AttemptOutcome, Claim, PushAttempts
 from domain.events import (
     AGGREGATE_DRAFT_ORDER,
     EVENT_PUSH_DEAD_LETTERED,
     EVENT_PUSH_REQUESTED,
     EVENT_PUSH_RESULT,
+    dead_letter_payload,
     retry_event_type,
 )
 from domain.idempotency import generate_idempotency_key

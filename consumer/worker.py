@@ -469,7 +469,7 @@ def outcome_value_encoder() -> Callable[[Any], bytes | None]:
     encoding a PushResult (230 us -> 66 us here); the bytes are the same.
     """
     from adapters.avro.codec import AvroCodec
-    from producer.relay_kafka import outbox_value_encoder
+    from adapters.avro.outbox_values import outbox_value_encoder
 
     return outbox_value_encoder(AvroCodec.from_schemas(validate=False))
 

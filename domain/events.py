@@ -8,8 +8,10 @@ codec); the application only names event types. Add an event type here first.
 
 from __future__ import annotations
 
+import base64
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 #: ``aggregate_type`` of outbox events about draft orders.
 AGGREGATE_DRAFT_ORDER = "DraftOrder"
@@ -94,3 +96,8 @@ def route_of(event_type: str) -> EventRoute | None:
         if digits.isdigit() and digits.isascii() and not digits.startswith("0"):
             return retry_route(int(digits))
     return None
+
+
+def dead_letter_payload(value: bytes | None) -> dict[str, Any]:
+    """The outbox payload of a ``PushDeadLettered`` event: the failed message's value."""
+    return {DEAD_LETTER_VALUE: base64.b64encode(value or b"").decode("ascii")}

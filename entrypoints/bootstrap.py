@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.avro.outbox_values import outbox_value_encoder as encoder
 from adapters.connectors.registry import ConnectorRegistry
 from adapters.crypto.encryption import ConfigCipher
 from adapters.crypto.keys import EncryptionError
@@ -98,8 +99,6 @@ def unit_of_work_for_session(session: object) -> UnitOfWork:
 
 def outbox_value_encoder() -> OutboxValueEncoder:
     """Encodes each outbox event's Kafka value as it is written (the relay moves bytes)."""
-    from producer.relay_kafka import outbox_value_encoder as encoder
-
     return encoder()
 
 

@@ -289,7 +289,7 @@ _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def relay(args: tuple[str, ...]) -> None:
     """Run the outbox relay (PostgreSQL outbox -> Kafka) until SIGTERM."""
-    from producer.relay import main as relay_main
+    from entrypoints.relay_process import main as relay_main
 
     finish(relay_main(list(args), prog="orderflow relay"))
 

@@ -46,318 +46,40 @@ How it works (DESIGN.md §1, issue 3 item 2):
   unavailable broker is absorbed by the producer's buffering and retries;
   nothing unacknowledged is ever marked.
 
-Ports: :class:`OutboxSource` (the PostgreSQL side, ``adapters.postgres.outbox_relay``)
-and :class:`EventSink` (the Kafka side, ``producer.relay_kafka``). The wiring
-for the standalone process lives in :func:`run_relay` / :func:`main`
-(``python -m producer.relay``).
+Ports (``domain.outbox_ports``): :class:`OutboxSource` (the PostgreSQL side,
+``adapters.postgres.outbox_relay``) and :class:`EventSink` (the Kafka side,
+``adapters.kafka.event_sink``). The process (``orderflow relay``) is wired in
+``entrypoints.relay_process``.
+
+Size: about 500 lines, kept whole because the engine is one state machine (leader
+loop, passes, the in-flight window, marking, reconnects) whose methods share its
+state; its settings, counters and helpers live in ``relay_settings`` and
+``relay_support``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import enum
 import logging
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from concurrent.futures import Future
 
-from domain.records import OutboxEvent
+from domain.outbox_ports import (
+    ClaimedRow,
+    Deliveries,
+    EventSink,
+    OutboxSource,
+    Route,
+    SinkBroken,
+    SinkRejected,
+)
 from domain.repositories import RepositoryError
-from entrypoints.process_args import add_service_arguments, configure_logging, require_services
+from producer.relay_settings import RelayExit, RelaySettings, RelayStats
+from producer.relay_support import DbThread, Pass, Waker
 
 _log = logging.getLogger("orderflow.relay")
-
-
-# --- ports ---------------------------------------------------------------------------------
-
-
-class OutboxSource(Protocol):
-    """Where unpublished events come from, plus the leader lock and the wake-up signal."""
-
-    def try_acquire_leadership(self) -> bool:
-        """Take the leader lock if it is free; True if this relay holds it."""
-
-    def release_leadership(self) -> None:
-        """Give the leader lock back."""
-
-    def claim(self, after_id: int, limit: int) -> Sequence[ClaimedRow]:
-        """Return up to ``limit`` unpublished rows with ``id > after_id``, ascending ``id``."""
-
-    def mark_published(self, ids: Sequence[int]) -> int:
-        """Mark these events published; return how many rows changed."""
-
-    def wait_for_events(self, timeout: float, wake_fd: int | None = None) -> bool:
-        """Wait up to ``timeout`` s for news of committed events; True if there was some.
-
-        Must return early when ``wake_fd`` (if given) becomes readable.
-        """
-
-    def close(self) -> None:
-        """Release the lock and every resource."""
-
-
-#: One claimed outbox row, as little as publishing needs:
-#: ``(id, event_type, key, value, headers, event)``. ``key`` is the aggregate id as
-#: text (the Kafka key, and what a refused event holds back); ``value`` the Kafka
-#: value the writer stored with the event; ``event`` the full record, loaded only when
-#: ``value`` is ``None`` (the route must encode it then). A plain tuple on purpose:
-#: the database driver builds it in C, so the relay's hot path creates no object per
-#: row (see :func:`claimed_row` for building one from an :class:`OutboxEvent`).
-ClaimedRow = tuple[int, str, str, bytes | None, Mapping[str, str], OutboxEvent | None]
-
-
-def claimed_row(event: OutboxEvent) -> ClaimedRow:
-    """The :data:`ClaimedRow` of ``event`` (for sources that hold full events)."""
-    assert event.id is not None, "a claimed event has its sequence id"
-    full = event if event.value is None else None
-    return (event.id, event.event_type, str(event.aggregate_id), event.value, event.headers, full)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """The broker's verdict on one sent event, identified by its outbox ``id``."""
-
-    token: int
-    ok: bool
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class Deliveries:
-    """Delivery reports served by one sink call: acknowledged tokens, then failures.
-
-    Successes are plain ids (no object per acknowledged message); only the rare
-    failures carry a :class:`Delivery` with their reason.
-    """
-
-    acked: list[int] = field(default_factory=list)
-    failed: list[Delivery] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, reports: Sequence[Delivery]) -> Deliveries:
-        """Split individual reports (fakes and simple sinks produce those)."""
-        return cls(
-            [report.token for report in reports if report.ok],
-            [report for report in reports if not report.ok],
-        )
-
-
-class SinkRejected(Exception):  # noqa: N818 - reads as an outcome
-    """The sink refused one message (not enqueued; no delivery report will come)."""
-
-
-class SinkBroken(Exception):  # noqa: N818 - reads as a state
-    """The sink cannot go on (e.g. a fatal idempotent-producer error); build a new one.
-
-    Reports of messages it still had will never come; the relay re-sends them.
-    """
-
-
-class EventSink(Protocol):
-    """Where events go: an asynchronous producer with delivery reports."""
-
-    def send(
-        self, topic: str, key: str, value: bytes, headers: Mapping[str, str], token: int
-    ) -> None:
-        """Enqueue one message; its report (``token``) comes from poll/flush.
-
-        ``key`` is sent UTF-8 encoded. Raises :class:`SinkRejected` if the message
-        was not enqueued (no report will come for it).
-        """
-
-    def poll(self, timeout: float) -> Deliveries:
-        """Return the delivery reports that arrived, waiting up to ``timeout`` s for one."""
-
-    def flush(self, timeout: float) -> Deliveries:
-        """Wait up to ``timeout`` s for every outstanding report; return the reports."""
-
-    def close(self) -> None:
-        """Drop the sink (call :meth:`flush` first to keep what can be kept)."""
-
-
-@dataclass(frozen=True)
-class Route:
-    """Where events of one ``event_type`` go and how their value is encoded."""
-
-    topic: str
-    encode: Callable[[OutboxEvent], bytes]
-
-
-# --- settings and state --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RelaySettings:
-    """Tuning of the relay loop (defaults suit production and the benchmarks)."""
-
-    #: Rows per claim query.
-    batch_size: int = 2000
-    #: Most events sent but not yet acknowledged (bounds memory and re-sends).
-    max_in_flight: int = 10_000
-    #: Longest wait for a NOTIFY before polling anyway when idle. Only a safety net:
-    #: every committed outbox insert NOTIFYs the listening leader (PostgreSQL does
-    #: not drop notifications of a live session; a lost session means a reconnect,
-    #: which starts a new pass), and a busy pass is always followed by another one
-    #: (stragglers). Each timeout costs one claim: 0.5 query/s when idle.
-    idle_poll_s: float = 2.0
-    #: Pause between two leader-lock attempts of a standby.
-    standby_retry_s: float = 1.0
-    #: Under sustained load, start a new pass (re-scan for stragglers) this often.
-    rescan_interval_s: float = 1.0
-    #: Longest wait for delivery reports per loop turn while the window is full.
-    ack_wait_s: float = 0.01
-    #: Same, while caught up with events in flight: a NOTIFY is only checked between
-    #: two turns, so this bounds what it adds to a new event's latency.
-    caught_up_ack_wait_s: float = 0.002
-    #: Longest wait for outstanding acknowledgements on stop.
-    flush_timeout_s: float = 10.0
-    #: Exit (``RelayExit.DRAINED``) once nothing is left to publish.
-    drain: bool = False
-    #: First and largest pause before reconnecting to an unavailable database.
-    reconnect_initial_s: float = 0.5
-    reconnect_max_s: float = 10.0
-    #: How often to log progress at INFO while publishing.
-    progress_interval_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if self.max_in_flight < self.batch_size:
-            raise ValueError("max_in_flight must be at least batch_size")
-        for name in (
-            "idle_poll_s",
-            "standby_retry_s",
-            "rescan_interval_s",
-            "ack_wait_s",
-            "caught_up_ack_wait_s",
-            "reconnect_initial_s",
-            "reconnect_max_s",
-            "progress_interval_s",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if self.flush_timeout_s < 0:
-            raise ValueError("flush_timeout_s must not be negative")
-
-
-@dataclass
-class RelayStats:
-    """Counters of one relay's life (for logs, tests and benchmarks)."""
-
-    sent: int = 0
-    acked: int = 0
-    marked: int = 0
-    failed_deliveries: int = 0
-    rejected: int = 0
-    claims: int = 0
-    passes: int = 0
-    leaderships: int = 0
-    reconnects: int = 0
-
-
-class RelayExit(enum.Enum):
-    """Why :meth:`OutboxRelay.run` returned."""
-
-    STOPPED = "stopped"
-    DRAINED = "drained"
-
-
-@dataclass
-class _Pass:
-    """State of one scan over the unpublished rows, starting at cursor 0."""
-
-    cursor: int = 0
-    sent: int = 0
-    started: float = 0.0
-    #: Aggregates (keys) with a refused event in this pass: their later events wait.
-    blocked: set[str] = field(default_factory=set)
-
-
-class _Waker:
-    """A self-pipe: lets :meth:`OutboxRelay.stop` interrupt a ``select()`` wait.
-
-    ``wake`` never blocks (it may run in a signal handler while the main thread
-    is inside ``close``) and never writes to a closed descriptor, whose number
-    could already belong to another file.
-    """
-
-    def __init__(self) -> None:
-        self.read_fd, self.write_fd = os.pipe()
-        os.set_blocking(self.read_fd, False)
-        os.set_blocking(self.write_fd, False)
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def wake(self) -> None:
-        if not self._lock.acquire(blocking=False):
-            return  # being closed, or another caller is waking it right now
-        try:
-            if not self._closed:
-                # A full pipe means it is already woken: fine.
-                with contextlib.suppress(BlockingIOError):
-                    os.write(self.write_fd, b"\0")
-        finally:
-            self._lock.release()
-
-    def drain(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self.read_fd, 512):
-                pass
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            os.close(self.read_fd)
-            os.close(self.write_fd)
-
-
-@dataclass(frozen=True)
-class RelayConfig:
-    """Where the relay connects and how its topics look."""
-
-    database_url: str
-    bootstrap_servers: str
-    topic_prefix: str = "orderflow"
-    partitions: int = 6
-    replication_factor: int = 1
-    retry_tiers: int = 3
-    #: Create missing topics at start (``ensure_topics``); off when an operator manages them.
-    ensure_topics: bool = True
-    client_id: str = "orderflow-relay"
-    #: librdkafka overrides on top of ``producer.relay_kafka.RELAY_PRODUCER_EXTRA``.
-    producer_extra: Mapping[str, Any] | None = None
-
-
-_T = TypeVar("_T")
-
-
-class _DbThread:
-    """Runs every call to the source on one background thread, in submission order.
-
-    This is what pipelines the database with the rest: while the main thread
-    encodes and produces batch k, this thread already runs the claim of batch
-    k+1 and the completion of earlier batches (psycopg2 releases the GIL while
-    it waits for the server). One thread keeps the source's single session
-    free of concurrent use.
-    """
-
-    def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-db")
-
-    def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
-        return self._executor.submit(fn, *args)
-
-    def call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        return self._executor.submit(fn, *args).result()
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
 
 
 # --- the relay -----------------------------------------------------------------------------
@@ -393,8 +115,8 @@ class OutboxRelay:
         self._clock = clock
         self.stats = RelayStats()
         self._stopping = threading.Event()
-        self._waker: _Waker | None = None
-        self._db: _DbThread | None = None
+        self._waker: Waker | None = None
+        self._db: DbThread | None = None
         self._in_flight: set[int] = set()
         self._acked: list[int] = []
         #: Completions submitted to the database thread, with their ids.
@@ -402,7 +124,7 @@ class OutboxRelay:
         #: The next batch, claimed ahead on the database thread.
         self._prefetch: Future[Sequence[ClaimedRow]] | None = None
         self._failed = False
-        self._pass = _Pass()
+        self._pass = Pass()
         self._refused_logged: set[int] = set()
         self._last_progress = 0.0
         self._progress_base = 0
@@ -428,10 +150,10 @@ class OutboxRelay:
     def run(self) -> RelayExit:
         """Run until stopped (or, with ``drain``, until nothing is left); then clean up."""
         settings = self.settings
-        self._waker = _Waker()
+        self._waker = Waker()
         if self._stopping.is_set():
             self._waker.wake()
-        db = self._db = _DbThread()
+        db = self._db = DbThread()
         sink: EventSink | None = None
         backoff = settings.reconnect_initial_s
         standby_logged = False
@@ -538,7 +260,7 @@ class OutboxRelay:
                 self._publish(sink, rows)
         return RelayExit.STOPPED
 
-    def _database(self) -> _DbThread:
+    def _database(self) -> DbThread:
         assert self._db is not None, "run() owns the database thread"
         return self._db
 
@@ -561,7 +283,7 @@ class OutboxRelay:
 
     def _new_pass(self) -> None:
         self._drop_prefetch()
-        self._pass = _Pass(started=self._clock())
+        self._pass = Pass(started=self._clock())
         self._failed = False
         self.stats.passes += 1
 
@@ -795,110 +517,3 @@ class OutboxRelay:
                 self.stats.failed_deliveries,
                 self.stats.rejected,
             )
-
-
-# --- entry points --------------------------------------------------------------------------
-
-
-def run_relay(
-    config: RelayConfig,
-    settings: RelaySettings | None = None,
-    *,
-    install_signal_handlers: bool = True,
-) -> RelayExit:
-    """Run a relay wired to PostgreSQL and Kafka until SIGTERM/SIGINT (or drained).
-
-    The function the ``orderflow relay`` command calls; see
-    :func:`producer.relay_kafka.run_relay` for the wiring.
-    """
-    from producer.relay_kafka import run_relay as run_wired
-
-    return run_wired(config, settings, install_signal_handlers=install_signal_handlers)
-
-
-#: Program name in the relay's usage line when run as ``python -m producer.relay``.
-RELAY_PROG = "python -m producer.relay"
-
-
-def _parser(prog: str = RELAY_PROG) -> argparse.ArgumentParser:
-    defaults = RelaySettings()
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Publish committed outbox events to Kafka (one leader among all relays).",
-    )
-    add_service_arguments(parser)
-    parser.add_argument(
-        "--replication-factor", type=int, default=1, help="replication of created topics (1)"
-    )
-    parser.add_argument(
-        "--batch-size", type=int, default=defaults.batch_size, help="rows per claim"
-    )
-    parser.add_argument(
-        "--max-in-flight",
-        type=int,
-        default=defaults.max_in_flight,
-        help="most unacknowledged events at once",
-    )
-    parser.add_argument(
-        "--idle-poll-s",
-        type=float,
-        default=defaults.idle_poll_s,
-        help="longest wait for a NOTIFY before polling when idle",
-    )
-    parser.add_argument(
-        "--flush-timeout-s",
-        type=float,
-        default=defaults.flush_timeout_s,
-        help="longest wait for acknowledgements on stop",
-    )
-    parser.add_argument(
-        "--drain",
-        "--once",
-        dest="drain",
-        action="store_true",
-        help="exit 0 once nothing is left to publish",
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None, *, prog: str = RELAY_PROG) -> int:
-    """``python -m producer.relay``: run one relay process; 0 on a clean stop.
-
-    ``prog`` names the command in usage and error lines (``orderflow relay``
-    passes its own name).
-    """
-    parser = _parser(prog)
-    args = parser.parse_args(argv)
-    require_services(parser, args)
-    configure_logging(args.log_level)
-    try:
-        settings = RelaySettings(
-            batch_size=args.batch_size,
-            max_in_flight=args.max_in_flight,
-            idle_poll_s=args.idle_poll_s,
-            flush_timeout_s=args.flush_timeout_s,
-            drain=args.drain,
-        )
-        config = RelayConfig(
-            database_url=args.database_url,
-            bootstrap_servers=args.bootstrap_servers,
-            topic_prefix=args.topic_prefix,
-            partitions=args.partitions,
-            replication_factor=args.replication_factor,
-            ensure_topics=not args.no_ensure_topics,
-        )
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        outcome = run_relay(config, settings)
-    except Exception as exc:
-        # One line for the operator; the traceback only at DEBUG.
-        _log.debug("Relay failed", exc_info=True)
-        print(f"relay: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    _log.info("Relay exited: %s", outcome.value)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

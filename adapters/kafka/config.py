@@ -126,7 +126,7 @@ def producer_config(
     Latency (issue 6): the default ``linger_ms`` of 5 suits producers off the
     approval -> PushResult path (the worker's retry and DLQ writes, whose records
     wait seconds anyway); the relay, which carries both the request and the
-    result, passes its own (``producer.relay_kafka.RELAY_LINGER_MS``). ``acks=all``
+    result, passes its own (``entrypoints.relay_wiring.RELAY_LINGER_MS``). ``acks=all``
     and idempotence stay whatever the latency: an ack then costs one replication
     round trip to the in-sync followers (none on a one-broker cluster), and
     losing an acknowledged event would break at-least-once.

@@ -27,6 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from adapters.kafka.config import admin_config
 from adapters.kafka.errors import TopicNameError, TopicPartitionsError, TopicSetupError
+from domain.events import EventRoute, TopicRole
 
 _log = logging.getLogger(__name__)
 
@@ -133,6 +134,16 @@ class TopicNames:
     def consumed(self) -> tuple[str, ...]:
         """The topics the push consumer subscribes to: requests, then the retry tiers."""
         return (self.requests, *self.retry_topics)
+
+    def topic_for(self, route: EventRoute) -> str:
+        """The topic of an event type's route (``domain.events``): its role, its tier."""
+        if route.role is TopicRole.REQUESTS:
+            return self.requests
+        if route.role is TopicRole.RESULTS:
+            return self.results
+        if route.role is TopicRole.DLQ:
+            return self.dlq
+        return self.retry(route.tier)
 
     def all(self) -> tuple[str, ...]:
         """Every topic of the pipeline: requests, retry tiers, results, DLQ."""

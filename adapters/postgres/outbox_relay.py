@@ -46,7 +46,7 @@ from domain.records import OutboxEvent
 from domain.repositories import RepositoryError
 
 if TYPE_CHECKING:
-    from producer.relay import ClaimedRow
+    from domain.outbox_ports import ClaimedRow
 
 _log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def session_dsn(
 
 
 class PgOutboxRelayStore:
-    """The relay's PostgreSQL session (implements ``producer.relay.OutboxSource``).
+    """The relay's PostgreSQL session (implements ``domain.outbox_ports.OutboxSource``).
 
     Connects lazily (on the first call that needs the database). Not thread-safe:
     one relay loop owns it. ``lock_key`` lets tests run independent relay groups
@@ -273,7 +273,7 @@ class PgOutboxRelayStore:
     def claim(self, after_id: int, limit: int) -> list[ClaimedRow]:
         """Return up to ``limit`` unpublished rows with ``id > after_id``, in ``id`` order.
 
-        Rows in the relay's :data:`~producer.relay.ClaimedRow` shape; a row without a
+        Rows in the relay's :data:`~domain.outbox_ports.ClaimedRow` shape; a row without a
         stored value also carries its full event (one more query for those only).
         """
         if not self.is_leader:

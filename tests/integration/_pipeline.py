@@ -34,8 +34,9 @@ from adapters.postgres.engine import make_engine
 from consumer.worker import PushWorker, WorkerConfig, run_worker
 from domain.model import DraftOrder, OrderLine
 from domain.records import OutboxEvent
+from entrypoints.relay_wiring import RelayConfig
 from producer.approval import build_push_requested
-from producer.relay import OutboxRelay, RelayConfig
+from producer.relay import OutboxRelay
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
@@ -231,7 +232,7 @@ def assert_per_key_order(
 
 
 class RelayProcess:
-    """One ``python -m producer.relay`` subprocess with its log in a file."""
+    """One ``orderflow relay`` subprocess with its log in a file."""
 
     def __init__(self, config: RelayConfig, log: Path, *extra: str) -> None:
         self.log = log
@@ -241,7 +242,8 @@ class RelayProcess:
             [
                 sys.executable,
                 "-m",
-                "producer.relay",
+                "entrypoints.cli",
+                "relay",
                 "--database-url",
                 config.database_url,
                 "--bootstrap-servers",

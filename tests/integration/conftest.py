@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from adapters.postgres import migrate
 from adapters.postgres.admin import temporary_database
 from adapters.postgres.engine import make_engine
-from producer.relay import RelayConfig
+from entrypoints.relay_wiring import RelayConfig
 from tests.integration._pipeline import RelayProcess
 
 

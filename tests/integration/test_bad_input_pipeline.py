@@ -55,6 +55,7 @@ from domain.model import DraftOrder, OrderLine
 from domain.ports import ERPConnectorPort, ExportResult
 from entrypoints.bootstrap import sql_unit_of_work
 from entrypoints.cli import EXIT_FAILED, main
+from entrypoints.relay_wiring import RelayConfig, build_relay
 from infra.endpoints import SftpServer
 from producer.approval import (
     MAX_EVENT_PAYLOAD_BYTES,
@@ -63,8 +64,7 @@ from producer.approval import (
     approve_draft_order,
     new_traceparent,
 )
-from producer.relay import RelayConfig, RelaySettings
-from producer.relay_kafka import build_relay
+from producer.relay_settings import RelaySettings
 from schemas.loader import fingerprint_of, schema_json
 from tests.fakes import FakeConnector
 from tests.integration._pipeline import delete_topics, relay_and_worker

@@ -40,9 +40,10 @@ from domain.model import DraftOrder, OrderLine
 from domain.ports import ERPConnectorPort, ExportResult
 from domain.records import PushLogEntry, order_to_json
 from entrypoints.bootstrap import sql_unit_of_work
+from entrypoints.relay_wiring import RelayConfig, build_relay
 from producer.approval import approve_draft_order, new_traceparent
-from producer.relay import OutboxRelay, RelayConfig, RelaySettings
-from producer.relay_kafka import build_relay
+from producer.relay import OutboxRelay
+from producer.relay_settings import RelaySettings
 from tests.integration._pipeline import delete_topics, relay_and_worker
 
 pytestmark = pytest.mark.integration

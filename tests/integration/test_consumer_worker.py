@@ -37,9 +37,10 @@ from domain.idempotency import export_key, generate_idempotency_key
 from domain.model import DraftOrder, OrderLine
 from domain.ports import ERPConnectorPort
 from entrypoints.bootstrap import sql_unit_of_work
+from entrypoints.relay_wiring import RelayConfig, build_relay
 from producer.approval import approve_draft_order, new_traceparent
-from producer.relay import OutboxRelay, RelayConfig, RelaySettings
-from producer.relay_kafka import build_relay
+from producer.relay import OutboxRelay
+from producer.relay_settings import RelaySettings
 from tests.integration._pipeline import delete_topics, relay_and_worker
 
 pytestmark = pytest.mark.integration

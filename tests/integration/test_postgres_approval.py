@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.avro.codec import decode_push_requested
+from adapters.avro.outbox_values import outbox_value_encoder
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import DraftOrderRow, OutboxEventRow
 from adapters.postgres.unit_of_work import SqlAlchemyUnitOfWork
@@ -22,7 +23,6 @@ from domain.model import DraftOrder, OrderLine
 from domain.records import OutboxEvent
 from domain.repositories import DuplicateKeyError, OutboxStore
 from producer.approval import OrderAlreadyApproved, approve_draft_order
-from producer.relay_kafka import outbox_value_encoder
 
 pytestmark = pytest.mark.integration
 

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.avro.outbox_values import outbox_value_encoder
 from adapters.postgres.approval_sql import sql_approval_target
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import DraftOrderRow, OutboxEventRow
@@ -28,7 +29,6 @@ from domain.model import DraftOrder, DraftOrderStatus, OrderLine
 from domain.records import OutboxEvent
 from domain.repositories import DuplicateKeyError, UnitOfWork
 from producer.approval import OrderAlreadyApproved, approve_draft_order
-from producer.relay_kafka import outbox_value_encoder
 
 pytestmark = pytest.mark.integration
 

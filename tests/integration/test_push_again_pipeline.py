@@ -46,11 +46,11 @@ from domain.ports import ERPConnectorPort
 from domain.records import order_to_json
 from entrypoints.bootstrap import sql_unit_of_work
 from entrypoints.cli import EXIT_FAILED, EXIT_OK, main
+from entrypoints.relay_wiring import RelayConfig, build_relay
 from infra.endpoints import SftpServer
 from producer.approval import approve_draft_order, new_traceparent
 from producer.push_again import PushAgainOutcome, push_again
-from producer.relay import RelayConfig, RelaySettings
-from producer.relay_kafka import build_relay
+from producer.relay_settings import RelaySettings
 from tests.integration._pipeline import delete_topics, relay_and_worker
 
 pytestmark = pytest.mark.integration

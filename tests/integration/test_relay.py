@@ -2,7 +2,7 @@
 
 One temporary database for the module (migrated with Alembic); each test
 truncates the outbox first and publishes to its own topic prefix, deleting
-its topics afterwards. Relay processes run as ``python -m producer.relay``
+its topics afterwards. Relay processes run as ``orderflow relay``
 subprocesses where process boundaries matter (leader election, SIGKILL,
 SIGTERM) and in-process otherwise. Every wait is a bounded deadline loop.
 """
@@ -27,9 +27,10 @@ from adapters.postgres.outbox_relay import PgOutboxRelayStore
 from adapters.postgres.unit_of_work import SqlAlchemyUnitOfWork
 from domain.records import EVENT_HEADER_NAMES, OutboxEvent
 from entrypoints.bootstrap import sql_unit_of_work
+from entrypoints.relay_wiring import RelayConfig, build_relay, ensure_relay_topics, run_relay
 from producer.approval import approve_draft_order, build_push_requested
-from producer.relay import OutboxRelay, RelayConfig, RelayExit, RelaySettings, run_relay
-from producer.relay_kafka import build_relay, ensure_relay_topics
+from producer.relay import OutboxRelay
+from producer.relay_settings import RelayExit, RelaySettings
 from tests.integration._pipeline import (
     INSERT_OUTBOX_SQL,
     PARTITIONS,

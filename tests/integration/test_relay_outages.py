@@ -6,7 +6,7 @@ other tests use: the module starts its own PostgreSQL and Kafka
 ``python -m infra down --services kafka`` then ``up --services kafka`` restarts a
 single service on the same port with its data (ports are persisted in the state
 dir, the KRaft log and the PostgreSQL cluster are kept), which is what an outage
-looks like to the relay. The relay runs as a ``python -m producer.relay`` process.
+looks like to the relay. The relay runs as a ``orderflow relay`` process.
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ from adapters.postgres.engine import make_engine
 from domain.model import DraftOrder
 from domain.records import OutboxEvent
 from entrypoints.bootstrap import sql_unit_of_work
+from entrypoints.relay_wiring import RelayConfig, ensure_relay_topics
 from infra._proc import service_user
 from infra.endpoints import Endpoints
 from infra.layout import Layout
 from infra.local import InfraError, down, ensure_up
 from producer.approval import approve_draft_order
-from producer.relay import RelayConfig
-from producer.relay_kafka import ensure_relay_topics
 from tests.integration._pipeline import (
     PARTITIONS,
     RelayProcess,
@@ -110,7 +109,7 @@ def outage_config(private_infra: PrivateInfra) -> Iterator[RelayConfig]:
 
 @pytest.fixture
 def relay(outage_config: RelayConfig, spawn: Callable[..., RelayProcess]) -> RelayProcess:
-    """A ``python -m producer.relay`` process leading on the private services."""
+    """A ``orderflow relay`` process leading on the private services."""
     process = spawn(outage_config, "--idle-poll-s", "0.2")
     wait_until(process.is_leader, 30, "the relay to lead")
     return process

@@ -35,9 +35,9 @@ from consumer.push_service import PushOrchestrator
 from consumer.worker import WorkerConfig, WorkerSettings, build_worker
 from domain.model import DraftOrder, OrderLine
 from entrypoints.bootstrap import sql_unit_of_work
+from entrypoints.relay_wiring import RelayConfig, build_relay
 from producer.approval import approve_draft_order
-from producer.relay import RelayConfig, RelaySettings
-from producer.relay_kafka import build_relay
+from producer.relay_settings import RelaySettings
 from tests.integration._pipeline import delete_topics, relay_and_worker
 from tests.seed_style import SEED_CONFIG, SEED_STYLE_TYPE, SeedStyleConnector
 

@@ -33,9 +33,9 @@ from adapters.kafka.topics import TopicNames
 from domain.model import DraftOrder
 from domain.records import ConnectionRecord
 from entrypoints import bootstrap
+from entrypoints.relay_wiring import RelayConfig, build_relay, ensure_relay_topics
 from producer.approval import approve_draft_order
-from producer.relay import RelayConfig, RelaySettings
-from producer.relay_kafka import build_relay, ensure_relay_topics
+from producer.relay_settings import RelaySettings
 from tests.integration._pipeline import (
     PARTITIONS,
     Call,

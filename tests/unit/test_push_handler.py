@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.avro.codec import decode_push_requested, encode_push_requested
+from adapters.avro.outbox_values import outbox_value_encoder
 from adapters.avro.records import push_requested_from_outbox, push_requested_record
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.kafka.headers import EventHeaders, build_headers
-from consumer.outbox_events import encode_retry
 from consumer.push_attempt import NO_ACTIVE_CONNECTION, AttemptOutcome, PushAttempts
 from consumer.push_handler import (
     DEFER_AFTER,
@@ -51,6 +51,13 @@ from tests.fakes import (
 SECRET = "s3cr3t-Pa55w0rd-XYZ"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 LEASE = 60.0
+
+
+def encode_retry_value(event: OutboxEvent) -> bytes:
+    """The Kafka value of a retry-tier outbox event (the writers' one encoder)."""
+    value = outbox_value_encoder()(event)
+    assert value is not None
+    return value
 
 
 def make_order(org: uuid.UUID) -> DraftOrder:
@@ -201,7 +208,7 @@ class Env:
         """What the worker consumes once the relay published a retry-tier outbox event."""
         items = tuple((k, v.encode()) for k, v in event.headers.items())
         topic = "retry." + event.event_type.rsplit(".", 1)[1]
-        return self._message(topic, encode_retry(event), items, str(event.aggregate_id))
+        return self._message(topic, encode_retry_value(event), items, str(event.aggregate_id))
 
     def _message(
         self, topic: str, value: bytes, items: tuple[tuple[str, bytes], ...], key: str
@@ -397,7 +404,7 @@ def test_secrets_never_reach_outbox_payloads_headers_or_the_push_log() -> None:
         text = json.dumps([event.payload, event.headers])
         assert SECRET not in text
         if event.event_type.startswith("PushRetry."):
-            assert SECRET not in repr(decode_push_requested(encode_retry(event)))
+            assert SECRET not in repr(decode_push_requested(encode_retry_value(event)))
     for entry in env.log(order):
         assert SECRET not in repr(entry)
         assert SECRET not in json.dumps([entry.request_json, entry.response_json])

@@ -14,20 +14,19 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.records import OutboxEvent
-from domain.repositories import RepositoryError
-from producer.relay import (
+from domain.outbox_ports import (
     ClaimedRow,
     Deliveries,
     Delivery,
-    OutboxRelay,
-    RelayExit,
-    RelaySettings,
     Route,
     SinkBroken,
     SinkRejected,
     claimed_row,
 )
+from domain.records import OutboxEvent
+from domain.repositories import RepositoryError
+from producer.relay import OutboxRelay
+from producer.relay_settings import RelayExit, RelaySettings
 
 TOPIC = "t.push.requests"
 
@@ -768,7 +767,7 @@ def test_settings_are_validated() -> None:
 def test_main_needs_a_database_and_a_broker(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from producer.relay import main
+    from entrypoints.relay_process import main
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)

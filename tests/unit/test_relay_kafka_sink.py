@@ -10,9 +10,9 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from adapters.kafka.errors import KafkaErrorInfo
+from adapters.kafka.event_sink import KafkaEventSink
 from adapters.kafka.logs import ErrorReporter
-from producer.relay import SinkBroken, SinkRejected
-from producer.relay_kafka import KafkaEventSink
+from domain.outbox_ports import SinkBroken, SinkRejected
 
 
 @dataclass
