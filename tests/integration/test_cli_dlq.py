@@ -30,7 +30,7 @@ from adapters.connectors.mock import MockConnector
 from adapters.connectors.registry import ConnectorRegistry
 from adapters.crypto.encryption import EncryptionService
 from adapters.kafka.config import admin_config, producer_config
-from adapters.kafka.headers import FAILURE_HEADERS, EventHeaders, FailureInfo
+from adapters.kafka.headers import FAILURE_HEADERS, EventHeaders, FailureInfo, build_headers
 from adapters.kafka.producer import EventProducer
 from adapters.kafka.topics import TopicNames, ensure_topics
 from adapters.postgres.engine import make_engine
@@ -126,7 +126,7 @@ def dead_letter(
             first_failure_at=now,
         ),
     )
-    return DeadLetter(order, str(order.id).encode(), value, headers.to_kafka())
+    return DeadLetter(order, str(order.id).encode(), value, build_headers(headers))
 
 
 def produce(bootstrap: str, topic: str, letters: list[DeadLetter]) -> None:
