@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,12 +109,18 @@ def _worker_args(
     ]
 
 
+#: The push worker: ``python -m entrypoints.cli consume`` (``orderflow consume``).
+WORKER_COMMAND = ("entrypoints.cli", "consume")
+#: The sequential baseline: ``python -m bench.sequential_consumer``.
+SEQUENTIAL_COMMAND = ("bench.sequential_consumer",)
+
+
 def run_consumers(
     services: Services,
     topic: RequestsTopic,
     *,
     name: str,
-    module: str,
+    command: Sequence[str],
     processes: int,
     latency_ms: float,
     window_s: float,
@@ -121,7 +128,10 @@ def run_consumers(
     extra_args: list[str] | None = None,
     progress: Any = print,
 ) -> ConsumerRun:
-    """Run ``processes`` copies of ``module`` on ``topic`` for ``window_s`` (or to the end).
+    """Run ``processes`` copies of ``command`` on ``topic`` for ``window_s`` (or to the end).
+
+    ``command`` is ``python -m``'s module and the arguments before the consumer's
+    flags (e.g. :data:`WORKER_COMMAND`).
 
     The window opens at the first export; the rate counts the exports after
     every process had its partitions.
@@ -132,8 +142,11 @@ def run_consumers(
         children = [
             ChildProcess(
                 f"{name}[{i}]",
-                module,
-                _worker_args(services, url, topic, group, list(extra_args or [])),
+                command[0],
+                [
+                    *command[1:],
+                    *_worker_args(services, url, topic, group, list(extra_args or [])),
+                ],
                 logs / f"consumer-{name}-{i}.log",
             )
             for i in range(processes)

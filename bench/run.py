@@ -197,13 +197,17 @@ def _consumer(run: Run, worker_args: list[str]) -> None:
     consumer = run.summary["consumer"]
     panel = run.series.setdefault("consumer (exports per second)", {})
 
-    def one(name: str, module: str, processes: int, latency: float, window: float) -> float:
-        extra = worker_args if module == "consumer.worker" else []
+    worker, sequential = consumer_bench.WORKER_COMMAND, consumer_bench.SEQUENTIAL_COMMAND
+
+    def one(
+        name: str, command: tuple[str, ...], processes: int, latency: float, window: float
+    ) -> float:
+        extra = worker_args if command == worker else []
         result = consumer_bench.run_consumers(
             services,
             topic,
             name=name,
-            module=module,
+            command=command,
             processes=processes,
             latency_ms=latency,
             window_s=window,
@@ -216,15 +220,15 @@ def _consumer(run: Run, worker_args: list[str]) -> None:
 
     consumer["records"] = plan.consumer_records
     window = plan.consumer_window_s
-    consumer["exports_per_s_50ms"] = one("worker50", "consumer.worker", 1, 50, window)
+    consumer["exports_per_s_50ms"] = one("worker50", worker, 1, 50, window)
     consumer["baseline_exports_per_s_50ms"] = one(
-        "sequential50", "bench.sequential_consumer", 1, 50, plan.baseline_window_s
+        "sequential50", sequential, 1, 50, plan.baseline_window_s
     )
     consumer["ratio_50ms"] = ratio(
         consumer["exports_per_s_50ms"], consumer["baseline_exports_per_s_50ms"]
     )
-    consumer["exports_per_s_0ms"] = one("worker0", "consumer.worker", 1, 0, plan.consumer_window_s)
-    total = one("worker50x2", "consumer.worker", 2, 50, plan.consumer_window_s)
+    consumer["exports_per_s_0ms"] = one("worker0", worker, 1, 0, plan.consumer_window_s)
+    total = one("worker50x2", worker, 2, 50, plan.consumer_window_s)
     consumer["exports_per_s_50ms_2proc"] = total
     consumer["exports_per_s_50ms_2proc_per_process"] = total / 2
     run.summary["notes"]["consumer_worker_args"] = " ".join(worker_args) or "(worker defaults)"
@@ -264,9 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--only", nargs="*", choices=PHASES, help="run only these phases")
     parser.add_argument("--command", help="how this run was started (shown with the figures)")
-    parser.add_argument(
-        "--worker-args", default="", help="extra flags for python -m consumer.worker"
-    )
+    parser.add_argument("--worker-args", default="", help="extra flags for orderflow consume")
     parser.add_argument(
         "--update-readme",
         type=Path,

@@ -2,7 +2,7 @@
 
 :class:`Fleet` runs the pipeline as it runs in production: one outbox relay
 (``python -m producer.relay``) and two push workers (``python -m
-consumer.worker``) in one consumer group, each a
+entrypoints.cli consume``) in one consumer group, each a
 :class:`~entrypoints.demo_processes.ChildProcess` with a log file per
 incarnation. :class:`Faults` injects one fault at a time:
 
@@ -83,8 +83,9 @@ class Fleet:
         name = f"worker{slot}"
         worker = ChildProcess(
             f"push worker {slot}",
-            "consumer.worker",
+            "entrypoints.cli",
             [
+                "consume",
                 *self.common_args,
                 *self.worker_args,
                 "--instance-id",

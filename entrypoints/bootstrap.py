@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.avro.codec import AvroCodec
 from adapters.connectors.registry import ConnectorRegistry
 from adapters.crypto.encryption import ConfigCipher
 from adapters.postgres.engine import make_engine as _make_engine
@@ -91,11 +92,19 @@ def unit_of_work_for_session(session: object) -> UnitOfWork:
     return SessionUnitOfWork(session, outbox_encoder=outbox_value_encoder())
 
 
-def outbox_value_encoder() -> OutboxValueEncoder:
-    """Encodes each outbox event's Kafka value as it is written (the relay moves bytes)."""
+def outbox_value_encoder(*, validate: bool = True) -> OutboxValueEncoder:
+    """Encodes each outbox event's Kafka value as it is written (the relay moves bytes).
+
+    ``validate=False`` skips fastavro's ``validate`` before writing, for writers
+    that build their records in code from typed values (the push worker's
+    outcomes): the codec still prepares each record and fastavro's writer still
+    refuses a value that fits no branch of its field, and the bytes are the same.
+    Validation was three quarters of the cost of encoding a PushResult (230 us ->
+    66 us).
+    """
     from producer.relay_kafka import outbox_value_encoder as encoder
 
-    return encoder()
+    return encoder() if validate else encoder(AvroCodec.from_schemas(validate=False))
 
 
 def default_registry() -> ConnectorLookup:

@@ -523,7 +523,7 @@ def _run_process(name: str, argv: Sequence[str]) -> int:
         from producer.relay import main as relay_main
 
         return relay_main(list(argv), prog="orderflow relay")
-    from consumer.worker import main as worker_main
+    from entrypoints.worker_process import main as worker_main
 
     return worker_main(list(argv), prog="orderflow consume")
 

@@ -4,8 +4,8 @@ Creates a database of its own next to ``$DATABASE_URL``'s (dropped at the end
 unless ``--keep-database``), migrates it, creates an organisation with an encrypted
 DROPZONE_JSON_V1 connection to the local SFTP server, starts the outbox relay
 and the push worker as their own processes (``python -m producer.relay`` and
-``python -m consumer.worker``, on a topic prefix and consumer group of this
-run), reads the results topic, approves N draft orders at a steady rate (each
+``python -m entrypoints.cli consume``, on a topic prefix and consumer group of
+this run), reads the results topic, approves N draft orders at a steady rate (each
 order and its outbox event in one transaction, nothing else), waits (bounded)
 for their N PushResults, stops relay and worker with SIGTERM, and counts the
 files that really landed in the SFTP dropzone. The last line is machine-readable::
@@ -223,8 +223,9 @@ def _services(
     )
     worker = ChildProcess(
         "push worker",
-        "consumer.worker",
+        "entrypoints.cli",
         [
+            "consume",
             *common,
             "--group",
             f"{options.topic_prefix}-push",

@@ -298,10 +298,15 @@ def test_bad_input_of_other_commands_exits_1_usage_errors_exit_2(
 
 
 @pytest.mark.parametrize(
-    ("process", "module"), [("relay", "producer.relay"), ("consume", "consumer.worker")]
+    ("process", "own_argv", "own_prog"),
+    [
+        ("relay", ("-m", "producer.relay"), "python -m producer.relay"),
+        # The worker has no module entry point of its own: `orderflow consume` is the one.
+        ("consume", ("-m", "entrypoints.cli", "consume"), "orderflow consume"),
+    ],
 )
 def test_process_help_names_the_orderflow_command_and_the_module_keeps_its_own(
-    process: str, module: str
+    process: str, own_argv: tuple[str, ...], own_prog: str
 ) -> None:
     def usage(*argv: str) -> str:
         result = subprocess.run(
@@ -316,4 +321,4 @@ def test_process_help_names_the_orderflow_command_and_the_module_keeps_its_own(
         return result.stdout
 
     assert usage("-m", "entrypoints.cli", process).startswith(f"usage: orderflow {process} ")
-    assert usage("-m", module).startswith(f"usage: python -m {module} ")
+    assert usage(*own_argv).startswith(f"usage: {own_prog} ")
