@@ -29,6 +29,7 @@ from consumer.push_attempt import PushAttempts
 from consumer.push_handler import Handled, PushHandler, RetrySettings
 from entrypoints import bootstrap
 from entrypoints.process_args import add_service_arguments, configure_logging, require_services
+from entrypoints.worker_process import record_codec
 
 _log = logging.getLogger("orderflow.bench.sequential")
 
@@ -41,7 +42,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, int]:
     cipher = bootstrap.default_cipher()
     attempts = PushAttempts(bootstrap.sql_unit_of_work(session_factory=factory), registry, cipher)
     handler = PushHandler(
-        lambda: attempts, RetrySettings(args.max_retries, args.retry_delay_base, args.retry_tiers)
+        lambda: attempts,
+        RetrySettings(args.max_retries, args.retry_delay_base, args.retry_tiers),
+        codec=record_codec(),
     )
     counts: dict[str, int] = {}
     consumer = EventConsumer(

@@ -1,7 +1,8 @@
 """The push worker's claims and outcomes, written in groups across worker threads.
 
 :class:`BatchedPushLog` puts two :class:`~consumer.group_commit.GroupCommitter`
-in front of a batched store (``adapters.postgres.push_log_sql``): one for
+in front of a batched store (the :class:`~domain.push_writes.PushLogWriter`
+port; ``adapters.postgres.push_log_sql`` on PostgreSQL): one for
 claims, one for outcomes with their outbox events. A worker thread calls
 :meth:`BatchedPushLog.claim` / :meth:`BatchedPushLog.record` and blocks until
 the batch holding its item committed, so the per-record rules are unchanged:
@@ -14,31 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Protocol
 
 from consumer.group_commit import GroupCommitter
 from consumer.push_attempt import AttemptOutcome
-from domain.push_writes import ClaimGrant, ClaimRequest, OutcomeWrite
+from domain.push_writes import ClaimGrant, ClaimRequest, OutcomeWrite, PushLogWriter
 from domain.records import OutboxEvent, PushLogEntry
 
 #: Encodes an outbox event's Kafka value as it is written (``None``: the relay encodes it).
 ValueEncoder = Callable[[OutboxEvent], bytes | None]
-
-
-class PushLogWriter(Protocol):
-    """A batched store: one statement (one transaction) per call."""
-
-    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[ClaimGrant]:
-        """One :class:`ClaimGrant` per request, in order."""
-        ...
-
-    def record_many(self, writes: Sequence[OutcomeWrite]) -> list[bool]:
-        """Per write: True if recorded (the row was PENDING), with its events."""
-        ...
-
-    def close(self) -> None:
-        """Release the connection."""
-        ...
 
 
 class BatchedPushLog:

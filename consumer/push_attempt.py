@@ -16,7 +16,7 @@ through, whoever drives it:
   ``ConnectorRejectedError``, ``ConnectorSecurityError``, an unsuccessful
   ``ExportResult``, retries exhausted, no connection, undecryptable config,
   unknown type). Error messages are scrubbed of every secret value of the
-  config and bounded.
+  config and bounded (the rules: :mod:`consumer.attempt_outcome`).
 
 Recording the outcome is left to the caller: the orchestrator updates the
 push log alone, the push worker updates it together with an outbox event in
@@ -26,26 +26,38 @@ one transaction.
 from __future__ import annotations
 
 import logging
-import math
-import re
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from domain.config_schema import ConfigSchema
+from consumer.attempt_outcome import (
+    CONFIG_NOT_DECRYPTABLE,
+    MAX_ERROR_MESSAGE_LENGTH,
+    NO_ACTIVE_CONNECTION,
+    UNKNOWN_CONNECTOR_TYPE,
+    AttemptOutcome,
+    JsonValue,
+    bounded,
+    connector_failure,
+    elapsed_ms,
+    export_response,
+    failed,
+    scrubbed_json,
+    secret_keys,
+    secret_values,
+)
 from domain.errors import ConnectorError
 from domain.idempotency import generate_idempotency_key as _generate_key
 from domain.model import DraftOrder, PushStatus
-from domain.ports import ERPConnectorPort, ExportResult
+from domain.ports import ERPConnectorPort
 from domain.push_writes import ClaimGrant
 from domain.records import ConnectionRecord, OutboxEvent, PushLogEntry, order_to_json, utc_now
-from domain.redaction import RedactedConfig, scrub, undeclared_secret_values
+from domain.redaction import RedactedConfig, scrub
 from domain.repositories import UnitOfWork
 from domain.retry import RetryPolicy
 
@@ -54,27 +66,24 @@ logger = logging.getLogger("consumer.push_service")
 #: How long a claimed attempt is protected from take-over by another worker.
 #: Must exceed the slowest connector call (connector timeouts are far lower).
 DEFAULT_LEASE_SECONDS = 300.0
-#: Longest error message stored in the push log (the rest is cut off).
-MAX_ERROR_MESSAGE_LENGTH = 2000
 #: Decrypted connection configs a :class:`PushAttempts` keeps (one per connection
 #: and ciphertext; the worker has one ``PushAttempts`` per thread).
 DECRYPTED_CONFIGS_KEPT = 64
 
-#: ``error_class`` of a push that found no ACTIVE connection for its organisation.
-NO_ACTIVE_CONNECTION = "NoActiveConnection"
-#: ``error_class`` of a push whose connection config could not be decrypted.
-CONFIG_NOT_DECRYPTABLE = "ConfigDecryptionError"
-#: ``error_class`` of a push whose connection names a connector type nobody registered.
-UNKNOWN_CONNECTOR_TYPE = "UnknownConnectorType"
-
-# Config keys treated as secret even if a connector's schema forgets to say so.
-_SECRET_KEY_PATTERN = re.compile(
-    r"pass|secret|token|api_?key|private|credential|auth", re.IGNORECASE
-)
-
-
-#: A JSON document as stored in a JSONB column.
-JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+__all__ = [
+    "CONFIG_NOT_DECRYPTABLE",
+    "DEFAULT_LEASE_SECONDS",
+    "MAX_ERROR_MESSAGE_LENGTH",
+    "NO_ACTIVE_CONNECTION",
+    "UNKNOWN_CONNECTOR_TYPE",
+    "AttemptOutcome",
+    "BatchedWrites",
+    "Claim",
+    "ConfigDecryptor",
+    "ConnectorLookup",
+    "JsonValue",
+    "PushAttempts",
+]
 
 
 class ConnectorLookup(Protocol):
@@ -119,39 +128,6 @@ class Claim:
 
     entry: PushLogEntry
     connection: ConnectionRecord | None
-
-
-@dataclass(frozen=True)
-class AttemptOutcome:
-    """What one ERP call decided, ready to be recorded.
-
-    ``error_class`` names the failure (a ``ConnectorError`` subclass, or one of
-    this module's constants) and is None on SUCCESS; ``error_message`` is
-    scrubbed of secrets and bounded.
-    """
-
-    status: PushStatus
-    error_message: str | None = None
-    response_json: dict[str, Any] | None = None
-    latency_ms: int | None = None
-    error_class: str | None = None
-
-    @property
-    def storage_key(self) -> str | None:
-        """Where the ERP or dropzone keeps the exported document, if it said."""
-        value = (self.response_json or {}).get("storage_key")
-        return value if isinstance(value, str) else None
-
-    @property
-    def erp_reference(self) -> str | None:
-        """The ERP's own reference of the created document, if the connector reported one."""
-        metadata = (self.response_json or {}).get("connector_metadata")
-        if isinstance(metadata, Mapping):
-            for name in ("erp_reference", "erp_order_id"):
-                value = metadata.get(name)
-                if value is not None:
-                    return str(value)
-        return None
 
 
 class PushAttempts:
@@ -372,14 +348,14 @@ class PushAttempts:
         """Call the ERP for a claimed attempt and classify the outcome (nothing is recorded)."""
         connection = claim.connection
         if connection is None:
-            return _failed(
+            return failed(
                 f"No active ERP connection for organisation {order.org_id}", NO_ACTIVE_CONNECTION
             )
         connector_type = connection.connector_type
         try:
             config = self._decrypted(connection)
         except Exception as exc:  # any failure to decrypt is permanent for this blob
-            return _failed(
+            return failed(
                 f"Could not decrypt the {connector_type} connection config of organisation "
                 f"{connection.org_id}: {type(exc).__name__}: {exc}",
                 CONFIG_NOT_DECRYPTABLE,
@@ -387,16 +363,16 @@ class PushAttempts:
         try:
             connector = self.registry.get(connector_type)
         except ValueError as exc:
-            return _failed(str(exc), UNKNOWN_CONNECTOR_TYPE)
+            return failed(str(exc), UNKNOWN_CONNECTOR_TYPE)
 
-        secrets = _secret_values(connector, config)
-        redacted = RedactedConfig(config, _secret_keys(connector, config))
+        secrets = secret_values(connector, config)
+        redacted = RedactedConfig(config, secret_keys(connector, config))
         started = self.monotonic()
         try:
             result = connector.export(order, redacted)
         except ConnectorError as exc:
-            latency = _elapsed_ms(started, self.monotonic())
-            return _connector_failure(
+            latency = elapsed_ms(started, self.monotonic())
+            return connector_failure(
                 scrub(exc.message, secrets),
                 type(exc).__name__,
                 retryable=exc.retryable,
@@ -408,7 +384,7 @@ class PushAttempts:
             # Whatever a connector lets escape is treated like a plain ConnectorError:
             # retried (a seed-style connector's timeout may surface as anything). Logged
             # with its traceback, scrubbed: the exception text may echo config values.
-            latency = _elapsed_ms(started, self.monotonic())
+            latency = elapsed_ms(started, self.monotonic())
             trace = scrub("".join(traceback.format_exception(exc)), secrets)
             logger.error(
                 "Connector %s raised %s unexpectedly (attempt %d):\n%s",
@@ -417,7 +393,7 @@ class PushAttempts:
                 attempt,
                 trace,
             )
-            return _connector_failure(
+            return connector_failure(
                 scrub(f"Unexpected {type(exc).__name__} in {connector_type}: {exc}", secrets),
                 type(exc).__name__,
                 retryable=True,
@@ -425,131 +401,11 @@ class PushAttempts:
                 policy=policy,
                 latency=latency,
             )
-        latency = _elapsed_ms(started, self.monotonic())
-        response = {k: _scrubbed_json(v, secrets) for k, v in _export_response(result).items()}
+        latency = elapsed_ms(started, self.monotonic())
+        response = {k: scrubbed_json(v, secrets) for k, v in export_response(result).items()}
         if not result.success:
             message = scrub(result.error_message or f"{connector_type} reported failure", secrets)
             return AttemptOutcome(
-                PushStatus.FAILED, _bounded(message), response, latency, "ConnectorRejectedError"
+                PushStatus.FAILED, bounded(message), response, latency, "ConnectorRejectedError"
             )
         return AttemptOutcome(PushStatus.SUCCESS, None, response, latency)
-
-
-# -- helpers ------------------------------------------------------------------
-
-
-def _failed(message: str, error_class: str) -> AttemptOutcome:
-    return AttemptOutcome(PushStatus.FAILED, _bounded(message), error_class=error_class)
-
-
-def _connector_failure(
-    message: str,
-    error_class: str,
-    *,
-    retryable: bool,
-    attempt: int,
-    policy: RetryPolicy,
-    latency: int,
-) -> AttemptOutcome:
-    """RETRYING while a retryable error has attempts left, else FAILED (saying why)."""
-    if retryable and policy.may_retry(attempt):
-        return AttemptOutcome(
-            PushStatus.RETRYING, _bounded(message), latency_ms=latency, error_class=error_class
-        )
-    if retryable:
-        message = f"{message} (gave up after {policy.total_attempts} attempts)"
-    return AttemptOutcome(
-        PushStatus.FAILED, _bounded(message), latency_ms=latency, error_class=error_class
-    )
-
-
-def _storable(text: str) -> str:
-    """``text`` without U+0000, which PostgreSQL text and JSONB cannot hold.
-
-    What an ERP or a library says ends up in the push log; one NUL in it made
-    recording the outcome fail on every redelivery, in front of the partition.
-    """
-    return text.replace("\x00", "\ufffd")
-
-
-def _bounded(message: str) -> str:
-    message = _storable(message)
-    if len(message) <= MAX_ERROR_MESSAGE_LENGTH:
-        return message
-    return message[: MAX_ERROR_MESSAGE_LENGTH - 1] + "\u2026"
-
-
-def _elapsed_ms(started: float, ended: float) -> int:
-    return max(0, round((ended - started) * 1000))
-
-
-def _schema_of(connector: ERPConnectorPort) -> ConfigSchema | None:
-    schema = getattr(connector, "config_schema", None)
-    return schema if isinstance(schema, ConfigSchema) else None
-
-
-def _secret_keys(connector: ERPConnectorPort, config: Mapping[str, Any]) -> frozenset[str]:
-    """Keys whose values are secret: declared, guessed from the name, or (no schema) all."""
-    schema = _schema_of(connector)
-    if schema is None:
-        return frozenset(str(key) for key in config)
-    guessed = {key for key in config if _SECRET_KEY_PATTERN.search(str(key))}
-    return schema.secret_names | frozenset(guessed)
-
-
-def _secret_values(connector: ERPConnectorPort, config: Mapping[str, Any]) -> list[str]:
-    """Every secret value of ``config`` as text, for scrubbing messages."""
-    schema = _schema_of(connector)
-    if schema is None:
-        # Nothing says which values are secret: every one is (see domain.redaction).
-        return undeclared_secret_values(config)
-    declared = schema.secret_names
-    values = [str(config[k]) for k in declared if config.get(k) not in (None, "")]
-    # Keys only guessed to be secret count if their value is text: scrubbing
-    # "True" or "1" out of every message would garble them for nothing.
-    values += [
-        v
-        for k, v in config.items()
-        if k not in declared and _SECRET_KEY_PATTERN.search(str(k)) and isinstance(v, str) and v
-    ]
-    return values
-
-
-def _json_ready(value: object) -> JsonValue:
-    """Return ``value`` with UUIDs, decimals and datetimes as strings (JSONB-safe)."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON (and JSONB) has no NaN or Infinity
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, uuid.UUID | Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _export_response(result: ExportResult) -> dict[str, JsonValue]:
-    response: dict[str, JsonValue] = {
-        "success": result.success,
-        "export_id": _json_ready(result.export_id),
-        "storage_key": result.storage_key,
-        "connector_metadata": _json_ready(dict(result.connector_metadata)),
-    }
-    if result.error_message:
-        response["error_message"] = result.error_message
-    return response
-
-
-def _scrubbed_json(value: JsonValue, secrets: list[str]) -> JsonValue:
-    """Scrub secret values (and U+0000) out of every string of a JSON-ready value."""
-    if isinstance(value, dict):
-        return {_storable(k): _scrubbed_json(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrubbed_json(v, secrets) for v in value]
-    if isinstance(value, str):
-        return _storable(scrub(value, secrets))
-    return value

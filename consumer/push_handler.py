@@ -1,4 +1,4 @@
-"""What the push worker does with ONE consumed message (no Kafka client here).
+"""What the push worker does with ONE consumed message (no Kafka client, no wire format here).
 
 :meth:`PushHandler.handle` decodes a request, deduplicates it, claims the
 attempt, calls the ERP through :class:`~consumer.push_attempt.PushAttempts`
@@ -11,9 +11,13 @@ and records the outcome together with its outbox event in one transaction:
 * permanent error or retries exhausted -> push log FAILED + ``PushResult``
   FAILED + a dead letter of the request.
 
-A message that cannot be understood (missing or garbled headers, undecodable,
-unknown schema, invalid content) is returned as a :class:`DeadLetter` for the
-worker to produce straight to the DLQ: the database has nothing to do with it.
+The record's wire format is the :class:`~domain.messaging.RecordCodec`'s: the
+handler sees a :class:`~domain.messaging.PushRequest` and builds its answers
+with :class:`~consumer.push_events.PushEvents`. A message that cannot be
+understood (missing or garbled headers, undecodable, unknown schema, invalid
+content: :class:`~domain.messaging.Undecodable`) is returned as a
+:class:`DeadLetter` for the worker to produce straight to the DLQ: the
+database has nothing to do with it.
 
 **Deferral: later events of a draft order wait while it is in retry.** The
 handler never blocks a thread or a partition to wait. When a request of
@@ -72,41 +76,33 @@ back to "duplicate".
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
 
-from adapters.avro.codec import AvroCodecError, decode_push_requested
-from adapters.avro.records import (
-    draft_order_from_push_requested,
-    jsonable,
-    push_result_record,
-    push_round_of_request,
+from consumer.handling import (
+    DEFER_AFTER,
+    DEFERRED,
+    DeadLetter,
+    Handled,
+    HandleResult,
+    RetrySettings,
 )
-from adapters.kafka.errors import HeaderError
-from adapters.kafka.headers import (
-    EventHeaders,
-    FailureInfo,
-    build_headers,
-    parse_headers,
-    replace_failure_headers,
-)
-from consumer.push_attempt import AttemptOutcome, Claim, PushAttempts
-from domain.events import (
-    AGGREGATE_DRAFT_ORDER,
-    EVENT_PUSH_DEAD_LETTERED,
-    EVENT_PUSH_REQUESTED,
-    EVENT_PUSH_RESULT,
-    dead_letter_payload,
-    retry_event_type,
-)
-from domain.idempotency import generate_idempotency_key
-from domain.ids import new_uuid4
-from domain.model import DraftOrder, PushStatus
-from domain.records import OutboxEvent, PushLogEntry
-from domain.retry import RetryPolicy, retry_delay
+from consumer.push_attempt import Claim, PushAttempts
+from consumer.push_events import PushEvents
+from domain.messaging import InboundMessage, PushRequest, RecordCodec, Undecodable
+from domain.model import PushStatus
+from domain.records import PushLogEntry
+from domain.retry import retry_delay
+
+__all__ = [
+    "DEFERRED",
+    "DEFER_AFTER",
+    "DeadLetter",
+    "HandleResult",
+    "Handled",
+    "PushHandler",
+    "RetrySettings",
+]
 
 _log = logging.getLogger("orderflow.consumer")
 #: Level of the one line per push: DEBUG, since at thousands of pushes per second
@@ -116,72 +112,12 @@ _log = logging.getLogger("orderflow.consumer")
 _PUSH_LOG_LEVEL = logging.DEBUG
 
 
-class Message(Protocol):
-    """What the handler reads of a consumed record (``ConsumedMessage`` fits)."""
-
-    @property
-    def topic(self) -> str: ...  # noqa: D102
-    @property
-    def partition(self) -> int: ...  # noqa: D102
-    @property
-    def offset(self) -> int: ...  # noqa: D102
-    @property
-    def key(self) -> bytes | None: ...  # noqa: D102
-    @property
-    def value(self) -> bytes | None: ...  # noqa: D102
-    @property
-    def header_items(self) -> tuple[tuple[str, bytes | None], ...]: ...  # noqa: D102
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message to produce to the DLQ as is (value and key unchanged, failure headers added)."""
-
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]]
-    reason: str
-
-
-@dataclass(frozen=True)
-class Handled:
-    """The message is done (its outcome, if any, is committed): its offset may be stored."""
-
-    what: str
-
-
-HandleResult = Handled | DeadLetter
-
-#: ``error_class`` header of a request deferred behind its order's retry chain or a live claim.
-DEFERRED = "Deferred"
-#: How long after the pending retry's due time a deferred event is due (it queues behind it).
-DEFER_AFTER = timedelta(milliseconds=10)
-
-
-@dataclass(frozen=True)
-class RetrySettings:
-    """Retry schedule of the worker: ``max_retries`` attempts after the first, delay base·2^n."""
-
-    max_retries: int = 3
-    retry_delay_base: float = 1.0
-    retry_tiers: int = 3
-
-    @property
-    def policy(self) -> RetryPolicy:
-        """The schedule as a ``RetryPolicy`` (no retries when there is no tier to use)."""
-        retries = self.max_retries if self.retry_tiers > 0 else 0
-        return RetryPolicy(max_retries=retries, retry_delay_base=self.retry_delay_base)
-
-    def tier_for(self, attempt: int) -> int:
-        """The retry tier of ``attempt`` (>= 1); attempts beyond the last tier reuse it."""
-        return max(1, min(attempt, self.retry_tiers))
-
-
 class PushHandler:
     """Handles one consumed request; thread-safe if ``attempts`` builds a unit of work per call.
 
     ``attempts_factory`` returns a :class:`PushAttempts` (its unit of work is
-    used by one thread at a time: the worker builds one per worker thread).
+    used by one thread at a time: the worker builds one per worker thread);
+    ``codec`` reads the records and writes the answers' wire format.
     """
 
     def __init__(
@@ -189,11 +125,14 @@ class PushHandler:
         attempts_factory: Callable[[], PushAttempts],
         settings: RetrySettings | None = None,
         *,
+        codec: RecordCodec,
         clock: Callable[[], datetime] | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self._factory = attempts_factory
         self.settings = settings or RetrySettings()
+        self._codec = codec
+        self._events = PushEvents(codec, self.settings)
         self._clock = clock
         self._on_close = on_close
 
@@ -206,30 +145,26 @@ class PushHandler:
         """A new :class:`PushAttempts` (one per worker thread: units of work are not shared)."""
         return self._factory()
 
-    def handle(self, message: Message, attempts: PushAttempts | None = None) -> HandleResult:
+    def due_at(self, message: InboundMessage) -> datetime | None:
+        """When a retry-tier ``message`` may run (None: now; garbled headers are dead-lettered)."""
+        return self._codec.due_at(message)
+
+    def handle(self, message: InboundMessage, attempts: PushAttempts | None = None) -> HandleResult:
         """Process ``message``; return :class:`Handled` or a :class:`DeadLetter` to produce."""
         attempts = attempts or self._factory()
         now = (self._clock or attempts.clock)()
-        try:
-            headers = parse_headers(message.header_items)
-        except HeaderError as exc:
-            return _dead_letter(message, type(exc).__name__, str(exc), now, None)
-        try:
-            record = decode_push_requested(message.value)
-            order = draft_order_from_push_requested(record)
-            push_round = push_round_of_request(record)
-        except AvroCodecError as exc:
-            return _dead_letter(message, type(exc).__name__, exc.reason, now, headers.failure)
-        org: uuid.UUID = record["org_id"]
-        attempt: int = record["attempt"]
+        request = self._codec.decode_request(message)
+        if isinstance(request, Undecodable):
+            return self._events.dead_letter(
+                message, request.error_class, request.reason, now, request.failure
+            )
+        org, order, attempt = request.org_id, request.order, request.attempt
 
         # The quick way first: one (group-committed) statement claims a new key of an
         # order without history, the common case; anything else -> the full logic.
-        claim = attempts.quick_claim(org, order, attempt, now=now, push_round=push_round)
+        claim = attempts.quick_claim(org, order, attempt, now=now, push_round=request.push_round)
         if claim is None:
-            claimed = self._claim(
-                attempts, message, headers, record, order, org, (push_round, attempt), now
-            )
+            claimed = self._claim(attempts, message, request, now)
             if isinstance(claimed, Handled):
                 return claimed
             claim = claimed
@@ -237,9 +172,7 @@ class PushHandler:
         # One time for the events and the row: a retry is due ``delay`` after the
         # RETRYING row's updated_at, never a few microseconds before it.
         done_at = attempts.clock()
-        events = self._outcome_events(
-            message, headers, record, order, claim.entry, outcome, done_at
-        )
+        events = self._events.outcome(message, request, claim.entry, outcome, done_at)
         if attempts.record_outcome(claim, outcome, events, now=done_at) is None:
             # Our lease expired and another worker recorded the attempt first.
             return Handled("superseded")
@@ -249,19 +182,13 @@ class PushHandler:
     def _claim(
         self,
         attempts: PushAttempts,
-        message: Message,
-        headers: EventHeaders,
-        record: Mapping[str, Any],
-        order: DraftOrder,
-        org: uuid.UUID,
-        position: tuple[int, int],
+        message: InboundMessage,
+        request: PushRequest,
         now: datetime,
     ) -> Claim | Handled:
-        """The full logic: duplicate, deferral, claim or take-over (several statements).
-
-        ``position`` is the request's ``(push_round, attempt)``.
-        """
-        push_round, attempt = position
+        """The full logic: duplicate, deferral, claim or take-over (several statements)."""
+        org, order = request.org_id, request.order
+        push_round, attempt = request.push_round, request.attempt
         with attempts.uow as uow:
             # The order's whole history (a handful of rows): its SUCCESS if any, its
             # latest push round, and whether that round's retry chain is unfinished.
@@ -284,7 +211,7 @@ class PushHandler:
         if pending is not None:
             tier, due = pending
             reason = f"Draft order {order.id} is in retry: this event waits for the retry chain"
-            return self._defer(attempts, message, headers, record, order, tier, due, reason)
+            return self._defer(attempts, message, request, tier, due, reason)
         previous = None
         if push_round > latest_round and chain:
             # A round-r request whose row push_again did not write (e.g. made by hand).
@@ -297,7 +224,7 @@ class PushHandler:
                 due = now + timedelta(seconds=self.settings.retry_delay_base)
                 reason = f"Draft order {order.id} is being pushed in round {latest_round}"
                 tier = self.settings.tier_for(max(1, attempt))
-                return self._defer(attempts, message, headers, record, order, tier, due, reason)
+                return self._defer(attempts, message, request, tier, due, reason)
             # Link it to the last key of the round before, as push_again does.
             previous = last.idempotency_key if attempt == 0 else None
         entry, claim = attempts.acquire(
@@ -309,7 +236,7 @@ class PushHandler:
             due = min(entry.lease_expires_at or now, now + base)
             reason = f"Attempt {entry.idempotency_key} is claimed by another worker"
             tier = self.settings.tier_for(max(1, attempt))
-            return self._defer(attempts, message, headers, record, order, tier, due, reason)
+            return self._defer(attempts, message, request, tier, due, reason)
         if claim is None and entry.status is PushStatus.FAILED:
             # A plain republish of a FAILED round's request: its keys stay final.
             _log.warning(
@@ -360,218 +287,20 @@ class PushHandler:
     def _defer(
         self,
         attempts: PushAttempts,
-        message: Message,
-        headers: EventHeaders,
-        request: Mapping[str, Any],
-        order: DraftOrder,
+        message: InboundMessage,
+        request: PushRequest,
         tier: int,
         due: datetime,
         reason: str,
     ) -> Handled:
         """Write the request, unchanged, to retry tier ``tier`` due at ``due`` (own transaction)."""
-        now = attempts.clock()
-        if headers.failure is not None:
-            failure = headers.failure.repeated(
-                error_class=DEFERRED, error_message=reason, due_at=due
-            )
-        else:
-            failure = FailureInfo.new(
-                original_topic=message.topic,
-                original_partition=message.partition,
-                original_offset=message.offset,
-                error_class=DEFERRED,
-                error_message=reason,
-                first_failure_at=now,
-                due_at=due,
-            )
-        event = _outbox(
-            order,
-            retry_event_type(tier),
-            jsonable(dict(request)),
-            replace(headers, failure=failure),
-            now,
-            event_id=new_uuid4(),  # the outbox row's own id; the headers keep the event's
+        event = self._events.deferred(
+            message, request, tier=tier, due=due, reason=reason, now=attempts.clock()
         )
         with attempts.uow as uow:
             uow.outbox.add(event)
             uow.commit()
-        _log.info("Deferred %s to retry tier %d until %s: %s", headers.event_id, tier, due, reason)
+        _log.info(
+            "Deferred %s to retry tier %d until %s: %s", request.headers.event_id, tier, due, reason
+        )
         return Handled("deferred")
-
-    # --- outbox events --------------------------------------------------------------------
-    def _outcome_events(
-        self,
-        message: Message,
-        headers: EventHeaders,
-        request: Mapping[str, Any],
-        order: DraftOrder,
-        entry: PushLogEntry,
-        outcome: AttemptOutcome,
-        now: datetime,
-    ) -> list[OutboxEvent]:
-        attempt = entry.attempt
-        connector_type = entry.connector_type
-        if outcome.status is PushStatus.RETRYING:
-            return [self._retry_event(message, headers, request, order, outcome, now)]
-        result_id = new_uuid4()
-        result = push_result_record(
-            request,
-            event_id=result_id,
-            status=outcome.status,
-            completed_at=now,
-            connector_type=connector_type,
-            storage_key=outcome.storage_key if outcome.status is PushStatus.SUCCESS else None,
-            erp_reference=outcome.erp_reference,
-            error_class=outcome.error_class,
-            error_message=outcome.error_message,
-            latency_ms=outcome.latency_ms,
-        )
-        result_headers = EventHeaders(
-            event_id=result_id,
-            event_type=EVENT_PUSH_RESULT,
-            idempotency_key=entry.idempotency_key,
-            org_id=order.org_id,
-            attempt=attempt,
-            occurred_at=now,
-            traceparent=headers.traceparent,
-        )
-        events = [_outbox(order, EVENT_PUSH_RESULT, jsonable(result), result_headers, now)]
-        if outcome.status is PushStatus.FAILED:
-            failure = _failure(message, headers.failure, outcome, now, None)
-            dead_headers = EventHeaders(
-                event_id=headers.event_id,
-                event_type=EVENT_PUSH_REQUESTED,
-                idempotency_key=entry.idempotency_key,
-                org_id=order.org_id,
-                attempt=attempt,
-                occurred_at=headers.occurred_at,
-                traceparent=headers.traceparent,
-                failure=failure,
-            )
-            events.append(
-                _outbox(
-                    order,
-                    EVENT_PUSH_DEAD_LETTERED,
-                    dead_letter_payload(message.value),
-                    dead_headers,
-                    now,
-                    event_id=new_uuid4(),
-                )
-            )
-        return events
-
-    def _retry_event(
-        self,
-        message: Message,
-        headers: EventHeaders,
-        request: Mapping[str, Any],
-        order: DraftOrder,
-        outcome: AttemptOutcome,
-        now: datetime,
-    ) -> OutboxEvent:
-        attempt = int(request["attempt"])
-        following = attempt + 1
-        due = now + timedelta(seconds=retry_delay(attempt, self.settings.retry_delay_base))
-        # The retry stays in the request's push round (its key says which).
-        push_round = push_round_of_request(request)
-        key = generate_idempotency_key(order.org_id, order.id, following, push_round=push_round)
-        event_id = new_uuid4()
-        record = {
-            **request,
-            "event_id": event_id,
-            "idempotency_key": key,
-            "attempt": following,
-            "occurred_at": now,
-        }
-        retry_headers = EventHeaders(
-            event_id=event_id,
-            event_type=EVENT_PUSH_REQUESTED,
-            idempotency_key=key,
-            org_id=order.org_id,
-            attempt=following,
-            occurred_at=now,
-            traceparent=headers.traceparent,
-            failure=_failure(message, headers.failure, outcome, now, due),
-        )
-        tier = self.settings.tier_for(following)
-        return _outbox(order, retry_event_type(tier), jsonable(record), retry_headers, now)
-
-
-def _failure(
-    message: Message,
-    previous: FailureInfo | None,
-    outcome: AttemptOutcome,
-    now: datetime,
-    due_at: datetime | None,
-) -> FailureInfo:
-    error_class = outcome.error_class or "PushFailed"
-    text = outcome.error_message or outcome.status.value
-    if previous is not None:
-        return previous.repeated(error_class=error_class, error_message=text, due_at=due_at)
-    return FailureInfo.new(
-        original_topic=message.topic,
-        original_partition=message.partition,
-        original_offset=message.offset,
-        error_class=error_class,
-        error_message=text,
-        first_failure_at=now,
-        due_at=due_at,
-    )
-
-
-def _outbox(
-    order: DraftOrder,
-    event_type: str,
-    payload: dict[str, Any],
-    headers: EventHeaders,
-    now: datetime,
-    *,
-    event_id: uuid.UUID | None = None,
-) -> OutboxEvent:
-    return OutboxEvent(
-        event_id=event_id or headers.event_id,
-        aggregate_type=AGGREGATE_DRAFT_ORDER,
-        aggregate_id=order.id,
-        org_id=order.org_id,
-        event_type=event_type,
-        payload=payload,
-        headers=_text_headers(build_headers(headers)),
-        created_at=now,
-    )
-
-
-def _text_headers(pairs: Sequence[tuple[str, bytes]]) -> dict[str, str]:
-    return {key: value.decode("utf-8") for key, value in pairs}
-
-
-def _dead_letter(
-    message: Message,
-    error_class: str,
-    reason: str,
-    now: datetime,
-    previous: FailureInfo | None,
-) -> DeadLetter:
-    if previous is not None:
-        failure = previous.repeated(error_class=error_class, error_message=reason, due_at=None)
-    else:
-        failure = FailureInfo.new(
-            original_topic=message.topic,
-            original_partition=message.partition,
-            original_offset=message.offset,
-            error_class=error_class,
-            error_message=reason,
-            first_failure_at=now,
-        )
-    _log.warning(
-        "Dead-lettering %s[%d]@%d: %s",
-        message.topic,
-        message.partition,
-        message.offset,
-        error_class,
-    )
-    return DeadLetter(
-        key=message.key,
-        value=message.value,
-        headers=replace_failure_headers(message.header_items, failure),
-        reason=failure.error_message,
-    )

@@ -6,6 +6,7 @@ store (``adapters.postgres.push_log_sql``) writes the claims (or the outcomes)
 of several threads in ONE statement. These values are what one thread hands
 over and what it gets back; each keeps the per-record meaning of
 ``PushLogStore.claim`` / ``update_outcome`` + ``OutboxStore.add``.
+:class:`PushLogWriter` is the port of such a store.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from domain.model import PushStatus
 from domain.records import ConnectionRecord, OutboxEvent, PushLogEntry
@@ -65,3 +66,23 @@ class OutcomeWrite:
     latency_ms: int | None = None
     #: With their Kafka ``value`` already encoded (``None``: the relay encodes it).
     events: Sequence[OutboxEvent] = ()
+
+
+class PushLogWriter(Protocol):
+    """The push log's batched writer: one statement (one transaction) per call.
+
+    ``adapters.postgres.push_log_sql.PushLogBatchWriter`` implements it on
+    PostgreSQL; each call is atomic and committed when it returns.
+    """
+
+    def claim_many(self, requests: Sequence[ClaimRequest]) -> list[ClaimGrant]:
+        """One :class:`ClaimGrant` per request, in order."""
+        ...
+
+    def record_many(self, writes: Sequence[OutcomeWrite]) -> list[bool]:
+        """Per write: True if recorded (the row was PENDING), with its events."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.avro.codec import AvroCodec
 from adapters.avro.outbox_values import outbox_value_encoder as encoder
 from adapters.connectors.registry import ConnectorRegistry
 from adapters.crypto.encryption import ConfigCipher
@@ -97,9 +98,17 @@ def unit_of_work_for_session(session: object) -> UnitOfWork:
     return SessionUnitOfWork(session, outbox_encoder=outbox_value_encoder())
 
 
-def outbox_value_encoder() -> OutboxValueEncoder:
-    """Encodes each outbox event's Kafka value as it is written (the relay moves bytes)."""
-    return encoder()
+def outbox_value_encoder(*, validate: bool = True) -> OutboxValueEncoder:
+    """Encodes each outbox event's Kafka value as it is written (the relay moves bytes).
+
+    ``validate=False`` skips fastavro's ``validate`` before writing, for writers
+    that build their records in code from typed values (the push worker's
+    outcomes): the codec still prepares each record and fastavro's writer still
+    refuses a value that fits no branch of its field, and the bytes are the same.
+    Validation was three quarters of the cost of encoding a PushResult (230 us ->
+    66 us).
+    """
+    return encoder() if validate else encoder(AvroCodec.from_schemas(validate=False))
 
 
 def default_registry() -> ConnectorLookup:

@@ -298,7 +298,7 @@ def relay(args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def consume(args: tuple[str, ...]) -> None:
     """Run the push worker (Kafka requests/retries -> ERP) until SIGTERM."""
-    from consumer.worker import main as worker_main
+    from entrypoints.worker_process import main as worker_main
 
     finish(worker_main(list(args), prog="orderflow consume"))
 

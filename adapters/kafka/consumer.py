@@ -20,12 +20,13 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from adapters.kafka.errors import ConsumerError, KafkaErrorInfo
 from adapters.kafka.logs import ErrorReporter
+from domain.messaging import Partition, PartitionsCallback
 
 _log = logging.getLogger(__name__)
 
@@ -33,14 +34,7 @@ _log = logging.getLogger(__name__)
 _OFFSET_INVALID = -1001
 
 
-class Partition(NamedTuple):
-    """One topic partition."""
-
-    topic: str
-    partition: int
-
-
-PartitionsCallback = Callable[[list[Partition]], None]
+__all__ = ["ConsumedMessage", "EventConsumer", "Partition", "PartitionsCallback"]
 
 
 @dataclass(frozen=True)

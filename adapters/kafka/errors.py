@@ -1,9 +1,11 @@
 """The Kafka adapter's exception tree.
 
 Everything this package raises derives from :class:`KafkaAdapterError`, so the
-relay and the consumer can catch one class at the adapter boundary. Messages
-are built from fixed text plus broker facts (topic names, error codes); no
-payload or header *values* are echoed, so they are safe to log.
+relay and the consumer can catch one class at the adapter boundary, except the
+header errors: a header that cannot be a header is a domain rule, so
+:class:`HeaderError` and its subclasses live in ``domain.headers`` (re-exported
+here). Messages are built from fixed text plus broker facts (topic names,
+error codes); no payload or header *values* are echoed, so they are safe to log.
 """
 
 from __future__ import annotations
@@ -11,6 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError
+
+from domain.headers import HeaderError, InvalidHeaderError, MissingHeaderError
+
+__all__ = [
+    "ConsumerError",
+    "HeaderError",
+    "InvalidHeaderError",
+    "KafkaAdapterError",
+    "KafkaClientError",
+    "KafkaErrorInfo",
+    "MissingHeaderError",
+    "ProduceError",
+    "ProducerQueueFullError",
+    "TopicNameError",
+    "TopicPartitionsError",
+    "TopicSetupError",
+]
 
 
 class KafkaAdapterError(Exception):
@@ -40,26 +59,6 @@ class TopicPartitionsError(TopicSetupError):
             for topic, (have, want) in sorted(self.shortfalls.items())
         )
         super().__init__(f"Existing topics have too few partitions: {detail}")
-
-
-class HeaderError(KafkaAdapterError, ValueError):
-    """Message headers are missing or cannot be parsed."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        self.key = key
-        self.problem = problem
-        super().__init__(f"Header {key!r}: {problem}")
-
-
-class MissingHeaderError(HeaderError):
-    """A required header is absent (or has a null value)."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(key, "missing")
-
-
-class InvalidHeaderError(HeaderError):
-    """A header is present but garbled (bad UTF-8, bad number, bad timestamp, ...)."""
 
 
 @dataclass(frozen=True)

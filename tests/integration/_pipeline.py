@@ -31,10 +31,11 @@ from sqlalchemy import Engine, text
 from adapters.kafka.config import admin_config
 from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_engine
-from consumer.worker import PushWorker, WorkerConfig, run_worker
+from consumer.worker import PushWorker
 from domain.model import DraftOrder, OrderLine
 from domain.records import OutboxEvent
 from entrypoints.relay_wiring import RelayConfig
+from entrypoints.worker_process import WorkerConfig, run_worker
 from producer.approval import build_push_requested
 from producer.relay import OutboxRelay
 
@@ -52,7 +53,7 @@ def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
 
 @contextlib.contextmanager
 def relay_and_worker(
-    relay: OutboxRelay, worker: PushWorker, config: WorkerConfig, timeout: float
+    relay: OutboxRelay, worker: PushWorker[Any], config: WorkerConfig, timeout: float
 ) -> Iterator[None]:
     """Run a relay and a push worker in threads until the block ends; then stop both
     (the SIGTERM path) and join them."""
@@ -325,7 +326,7 @@ class WorkerSetup:
 
 
 class WorkerProcess:
-    """One push worker process (``consumer.worker.main`` behind the test hooks)."""
+    """One push worker process (``orderflow consume`` behind the test hooks)."""
 
     def __init__(self, setup: WorkerSetup, log: Path, *, kill_after: int = 0) -> None:
         self.log = log

@@ -1,8 +1,8 @@
 """``python -m tests.integration._worker_main ARGS``: the push worker process, instrumented.
 
-Runs exactly what ``python -m consumer.worker ARGS`` runs (its ``main``: argument
-parsing, wiring, signal handlers, drain, commit), plus two test hooks set by
-environment variables:
+Runs exactly what ``orderflow consume ARGS`` runs (``entrypoints.cli`` handing
+over to ``entrypoints.worker_process.main``: argument parsing, wiring, signal
+handlers, drain, commit), plus two test hooks set by environment variables:
 
 * ``ORDERFLOW_TEST_EXPORT_JOURNAL=PATH``: every ERP call appends one line when it
   starts and one when it ends (``start|end ORDER_ID ATTEMPT PID [STATUS]``), with
@@ -31,11 +31,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from consumer import worker
 from consumer.push_attempt import AttemptOutcome, Claim, PushAttempts
 from domain.model import DraftOrder, PushStatus
 from domain.records import OutboxEvent, PushLogEntry
 from domain.retry import RetryPolicy
+from entrypoints import cli, worker_process
 
 JOURNAL_ENV = "ORDERFLOW_TEST_EXPORT_JOURNAL"
 KILL_ENV = "ORDERFLOW_TEST_KILL_AFTER_SUCCESSES"
@@ -55,12 +55,12 @@ def _journal(line: str) -> None:
 
 
 def _instrument() -> None:
-    config_from_args = worker.config_from_args
+    config_from_args = worker_process.config_from_args
 
-    def with_short_session(args: argparse.Namespace) -> worker.WorkerConfig:
+    def with_short_session(args: argparse.Namespace) -> worker_process.WorkerConfig:
         return replace(config_from_args(args), consumer_extra=dict(CONSUMER_EXTRA))
 
-    setattr(worker, "config_from_args", with_short_session)  # noqa: B010 - a test hook
+    setattr(worker_process, "config_from_args", with_short_session)  # noqa: B010 - a test hook
     call_erp = PushAttempts.call_erp
     record_outcome = PushAttempts.record_outcome
     kill_after = int(os.environ.get(KILL_ENV) or 0)
@@ -98,9 +98,9 @@ def _instrument() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
-    """Instrument, then run the real worker entry point."""
+    """Instrument, then run the real worker entry point (``orderflow consume``)."""
     _instrument()
-    return worker.main(argv)
+    return cli.main(["consume", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

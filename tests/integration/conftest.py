@@ -34,7 +34,7 @@ def engine(migrated_db_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
-    """Start ``python -m producer.relay`` processes; every one is killed after the test."""
+    """Start ``orderflow relay`` processes; every one is killed after the test."""
     started: list[RelayProcess] = []
 
     def start(config: RelayConfig, *extra: str) -> RelayProcess:

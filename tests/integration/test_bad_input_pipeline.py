@@ -48,7 +48,8 @@ from adapters.kafka.producer import EventProducer
 from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_session_factory
 from adapters.sftp import SECURITY_LOGGER
-from consumer.worker import PushWorker, WorkerConfig, WorkerSettings, build_worker
+from consumer.handling import RetrySettings
+from consumer.worker import PushWorker, WorkerSettings
 from domain.errors import ConnectorRejectedError
 from domain.idempotency import export_key, generate_idempotency_key
 from domain.model import DraftOrder, OrderLine
@@ -56,6 +57,7 @@ from domain.ports import ERPConnectorPort, ExportResult
 from entrypoints.bootstrap import sql_unit_of_work
 from entrypoints.cli import EXIT_FAILED, main
 from entrypoints.relay_wiring import RelayConfig, build_relay
+from entrypoints.worker_process import WorkerConfig, build_worker
 from infra.endpoints import SftpServer
 from producer.approval import (
     MAX_EVENT_PAYLOAD_BYTES,
@@ -351,15 +353,14 @@ def pipe(
         database_url=migrated_db_url,
         topic_prefix=prefix,
         group_id=f"{prefix}-group",
-        concurrency=2,
-        max_retries=1,
-        retry_delay_base=0.2,
-        retry_tiers=2,
         partitions=1,
+        worker=WorkerSettings(
+            concurrency=2,
+            retry=RetrySettings(max_retries=1, retry_delay_base=0.2, retry_tiers=2),
+            drain_timeout_s=10,
+        ),
     )
-    worker = build_worker(
-        config, registry=registry, cipher=cipher, settings=WorkerSettings(drain_timeout_s=10)
-    )
+    worker = build_worker(config, registry=registry, cipher=cipher)
     relay = build_relay(
         RelayConfig(
             database_url=migrated_db_url,

@@ -30,16 +30,18 @@ from adapters.connectors.mock import MockConnector
 from adapters.connectors.registry import ConnectorRegistry
 from adapters.crypto.encryption import EncryptionService
 from adapters.kafka.config import admin_config, producer_config
-from adapters.kafka.headers import FAILURE_HEADERS, EventHeaders, FailureInfo
+from adapters.kafka.headers import FAILURE_HEADERS, EventHeaders, FailureInfo, build_headers
 from adapters.kafka.producer import EventProducer
 from adapters.kafka.topics import TopicNames, ensure_topics
 from adapters.postgres.engine import make_engine
 from adapters.postgres.models import ERPConnection
-from consumer.worker import WorkerConfig, WorkerSettings, build_worker, run_worker
+from consumer.handling import RetrySettings
+from consumer.worker import WorkerSettings
 from domain.idempotency import export_key, generate_idempotency_key
 from domain.model import DraftOrder, OrderLine
 from domain.ports import ERPConnectorPort
 from entrypoints.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from entrypoints.worker_process import WorkerConfig, build_worker, run_worker
 from producer.approval import new_traceparent
 
 PARTITIONS = 3
@@ -126,7 +128,7 @@ def dead_letter(
             first_failure_at=now,
         ),
     )
-    return DeadLetter(order, str(order.id).encode(), value, headers.to_kafka())
+    return DeadLetter(order, str(order.id).encode(), value, build_headers(headers))
 
 
 def produce(bootstrap: str, topic: str, letters: list[DeadLetter]) -> None:
@@ -355,13 +357,14 @@ def test_replaying_twice_through_the_push_worker_exports_once(
             database_url=migrated_db_url,
             topic_prefix=topics.prefix,
             group_id=f"{topics.prefix}-group",
-            concurrency=2,
-            retry_tiers=3,
             partitions=PARTITIONS,
+            worker=WorkerSettings(
+                concurrency=2,
+                retry=RetrySettings(retry_tiers=3),
+                drain_timeout_s=10,
+            ),
         )
-        worker = build_worker(
-            config, registry=registry, settings=WorkerSettings(drain_timeout_s=10)
-        )
+        worker = build_worker(config, registry=registry)
         thread = threading.Thread(
             target=lambda: run_worker(config, install_signal_handlers=False, worker=worker),
             daemon=True,

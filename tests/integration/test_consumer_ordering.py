@@ -33,14 +33,16 @@ from adapters.kafka.producer import EventProducer
 from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import ERPConnection
+from consumer.handling import RetrySettings
 from consumer.push_handler import DEFERRED
-from consumer.worker import PushWorker, WorkerConfig, WorkerSettings, build_worker
+from consumer.worker import PushWorker, WorkerSettings
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, OrderLine
 from domain.ports import ERPConnectorPort, ExportResult
 from domain.records import PushLogEntry, order_to_json
 from entrypoints.bootstrap import sql_unit_of_work
 from entrypoints.relay_wiring import RelayConfig, build_relay
+from entrypoints.worker_process import WorkerConfig, build_worker
 from producer.approval import approve_draft_order, new_traceparent
 from producer.relay import OutboxRelay
 from producer.relay_settings import RelaySettings
@@ -241,13 +243,14 @@ def pipeline(
         database_url=migrated_db_url,
         topic_prefix=prefix,
         group_id=f"{prefix}-group",
-        concurrency=4,
-        max_retries=2,
-        retry_delay_base=BASE,
-        retry_tiers=3,
         partitions=PARTITIONS,
+        worker=WorkerSettings(
+            concurrency=4,
+            retry=RetrySettings(max_retries=2, retry_delay_base=BASE, retry_tiers=3),
+            drain_timeout_s=10,
+        ),
     )
-    worker = build_worker(config, registry=registry, settings=WorkerSettings(drain_timeout_s=10))
+    worker = build_worker(config, registry=registry)
     relay = build_relay(
         RelayConfig(
             database_url=migrated_db_url,

@@ -39,7 +39,8 @@ from adapters.kafka.headers import EventHeaders, FailureInfo, build_headers
 from adapters.kafka.producer import EventProducer
 from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_session_factory
-from consumer.worker import WorkerConfig, WorkerSettings, build_worker
+from consumer.handling import RetrySettings
+from consumer.worker import WorkerSettings
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, OrderLine
 from domain.ports import ERPConnectorPort
@@ -47,6 +48,7 @@ from domain.records import order_to_json
 from entrypoints.bootstrap import sql_unit_of_work
 from entrypoints.cli import EXIT_FAILED, EXIT_OK, main
 from entrypoints.relay_wiring import RelayConfig, build_relay
+from entrypoints.worker_process import WorkerConfig, build_worker
 from infra.endpoints import SftpServer
 from producer.approval import approve_draft_order, new_traceparent
 from producer.push_again import PushAgainOutcome, push_again
@@ -281,15 +283,14 @@ def pipe(
         database_url=migrated_db_url,
         topic_prefix=prefix,
         group_id=f"{prefix}-group",
-        concurrency=2,
-        max_retries=1,
-        retry_delay_base=0.2,
-        retry_tiers=2,
         partitions=1,
+        worker=WorkerSettings(
+            concurrency=2,
+            retry=RetrySettings(max_retries=1, retry_delay_base=0.2, retry_tiers=2),
+            drain_timeout_s=10,
+        ),
     )
-    worker = build_worker(
-        config, registry=registry, cipher=cipher, settings=WorkerSettings(drain_timeout_s=10)
-    )
+    worker = build_worker(config, registry=registry, cipher=cipher)
     relay = build_relay(
         RelayConfig(
             database_url=migrated_db_url,

@@ -31,11 +31,13 @@ from adapters.crypto.encryption import EncryptionService
 from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import ERPConnection
+from consumer.handling import RetrySettings
 from consumer.push_service import PushOrchestrator
-from consumer.worker import WorkerConfig, WorkerSettings, build_worker
+from consumer.worker import WorkerSettings
 from domain.model import DraftOrder, OrderLine
 from entrypoints.bootstrap import sql_unit_of_work
 from entrypoints.relay_wiring import RelayConfig, build_relay
+from entrypoints.worker_process import WorkerConfig, build_worker
 from producer.approval import approve_draft_order
 from producer.relay_settings import RelaySettings
 from tests.integration._pipeline import delete_topics, relay_and_worker
@@ -188,15 +190,14 @@ def test_the_worker_retries_a_seed_style_timeout_on_its_tiers_after_1s_and_2s(
         database_url=migrated_db_url,
         topic_prefix=prefix,
         group_id=f"{prefix}-group",
-        concurrency=2,
-        max_retries=3,
-        retry_delay_base=1.0,
-        retry_tiers=3,
         partitions=PARTITIONS,
+        worker=WorkerSettings(
+            concurrency=2,
+            retry=RetrySettings(max_retries=3, retry_delay_base=1.0, retry_tiers=3),
+            drain_timeout_s=10,
+        ),
     )
-    worker = build_worker(
-        config, registry=ConnectorRegistry, settings=WorkerSettings(drain_timeout_s=10)
-    )
+    worker = build_worker(config, registry=ConnectorRegistry)
     relay = build_relay(
         RelayConfig(
             database_url=migrated_db_url,

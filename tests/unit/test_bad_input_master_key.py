@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.worker import main as worker_main
 from entrypoints.cli import main as cli_main
+from entrypoints.worker_process import main as worker_main
 from tests.processes import run_python
 
 NOWHERE_DB = "postgresql+psycopg2://nobody@127.0.0.1:9/nothing"
@@ -47,7 +47,10 @@ def assert_one_clear_line(result: subprocess.CompletedProcess[str], expected: st
 
 @pytest.mark.parametrize(
     ("argv", "case"),
-    [(["-m", "consumer.worker"], "missing"), (["-m", "entrypoints.cli", "consume"], "non-hex")],
+    [
+        (["-m", "entrypoints.cli", "consume"], "missing"),
+        (["-m", "entrypoints.cli", "consume"], "non-hex"),
+    ],
     ids=["worker", "orderflow-consume"],
 )
 def test_worker_process_refuses_to_start(argv: list[str], case: str) -> None:

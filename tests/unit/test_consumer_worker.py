@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.kafka.consumer import ConsumedMessage, Partition
+from adapters.kafka.headers import due_at_of
 from consumer.push_handler import DeadLetter, Handled
 from consumer.worker import PushWorker, WorkerSettings
 
@@ -103,6 +104,9 @@ class FakeHandler:
 
     def new_attempts(self) -> object:
         return object()
+
+    def due_at(self, message: Any) -> datetime | None:
+        return due_at_of(message.header_items)
 
     def handle(self, message: Any, attempts: Any = None) -> Any:
         self.handled.append((message.topic, message.offset))

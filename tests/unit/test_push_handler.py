@@ -1,4 +1,9 @@
-"""PushHandler over the in-memory fakes: outcomes, dedupe, retries, DLQ, deferral, claims."""
+"""PushHandler over the in-memory fakes: outcomes, dedupe, retries, DLQ, deferral, claims.
+
+The handler reads records through the real codec adapter (Kafka headers, Avro),
+wired here as the composition root wires it, so the bytes the tests build are
+the bytes the worker consumes.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from adapters.avro.outbox_values import outbox_value_encoder
 from adapters.avro.records import push_requested_from_outbox, push_requested_record
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.kafka.headers import EventHeaders, build_headers
+from adapters.kafka.record_codec import KafkaAvroRecordCodec
 from consumer.push_attempt import NO_ACTIVE_CONNECTION, AttemptOutcome, PushAttempts
 from consumer.push_handler import (
     DEFER_AFTER,
@@ -156,7 +162,9 @@ class Env:
 
     def __post_init__(self) -> None:
         self.batched = FakeBatchedWrites(self.db) if self.batched_path else None
-        self.handler = PushHandler(self.attempts, self.settings, clock=self.clock)
+        self.handler = PushHandler(
+            self.attempts, self.settings, codec=KafkaAvroRecordCodec(), clock=self.clock
+        )
 
     def attempts(self) -> PushAttempts:
         uow = FakeUnitOfWork(self.db, known_types=frozenset({"MOCK"}))

@@ -1,11 +1,11 @@
-"""``python -m consumer.worker`` options used by operators and the chaos harness."""
+"""``orderflow consume`` options used by operators and the chaos harness."""
 
 from __future__ import annotations
 
 import pytest
 
 from consumer.push_attempt import DEFAULT_LEASE_SECONDS
-from consumer.worker import config_from_args, parse_args
+from entrypoints.worker_process import config_from_args, parse_args
 
 SERVICES = ["--database-url", "postgresql+psycopg2://x@127.0.0.1/db", "--bootstrap-servers", "k:1"]
 

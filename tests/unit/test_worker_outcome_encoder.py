@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from adapters.avro.codec import AvroCodecError
-from adapters.avro.outbox_values import outbox_value_encoder
 from adapters.avro.records import jsonable, push_result_record
-from consumer.worker import outcome_value_encoder
 from domain.records import AGGREGATE_DRAFT_ORDER, OutboxEvent
+from entrypoints.bootstrap import outbox_value_encoder
+from entrypoints.worker_process import outcome_value_encoder
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
