@@ -58,10 +58,11 @@ test: venv deps-system infra-up ## run the whole test suite against the local se
 	if [ "$$rc" -eq 5 ]; then echo "make test: pytest ran no tests (exit 5): failing" >&2; exit 1; fi; \
 	exit $$rc
 
-lint: venv ## ruff (lint and format) + mypy --strict
+lint: venv ## ruff (lint and format) + mypy --strict + the import contracts (layers)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 demo: venv deps-system infra-up ## the pipeline end to end: approvals -> relay -> Kafka -> worker -> ERP (ERP=dropzone|tryton, DEMO_ORDERS=N, DEMO_ARGS="--rate R")
 	$(WITH_ENDPOINTS) $(PY) -m entrypoints.demo --erp $(ERP) $(DEMO_ARGS)

@@ -1,4 +1,4 @@
-"""``PushOrchestrator``: the seed's synchronous push with idempotency and retries.
+"""``PushService``: the seed's synchronous push with idempotency and retries.
 
 One push of a draft order is a sequence of attempts ``n = 0 .. max_retries``.
 Each attempt has its own ``erp_push_log`` row, keyed by
@@ -26,9 +26,11 @@ every secret value of the config. The plaintext config lives only in memory
 during the call.
 
 Steps 2 and 3 live in ``consumer.push_attempt`` (shared with the Kafka push
-worker). The orchestrator commits its own transactions: when built from a session
-(``PushOrchestrator(db_session)``), that session must not hold uncommitted
-work the caller wants to keep.
+worker). This is the application class: it gets every collaborator. The seed's
+``PushOrchestrator(db_session)`` is built on it by the composition root
+(``entrypoints.orchestrator``), which picks the adapters. It commits its own
+transactions: a session it was built from must not hold uncommitted work the
+caller wants to keep.
 """
 
 from __future__ import annotations
@@ -61,44 +63,32 @@ __all__ = [
     "ConfigDecryptor",
     "ConnectorLookup",
     "JsonValue",
-    "PushOrchestrator",
+    "PushService",
 ]
 
 logger = logging.getLogger(__name__)
 
 
-class PushOrchestrator:
+class PushService:
     """Pushes draft orders to the organisation's ERP, exactly once, with retries.
 
-    ``PushOrchestrator(db_session)`` builds its collaborators from the
-    composition root (``entrypoints.bootstrap``); every one can be injected
-    instead: ``uow`` (a ``domain.repositories.UnitOfWork``, replacing
-    ``db_session``), ``registry``, ``cipher``, ``sleep`` (seconds),
-    ``clock`` (aware UTC ``datetime``), ``monotonic`` (seconds, for latency).
+    Collaborators: ``uow`` (a ``domain.repositories.UnitOfWork``), ``registry``
+    (the connectors), ``cipher`` (decrypts connection configs), ``sleep``
+    (seconds), ``clock`` (aware UTC ``datetime``), ``monotonic`` (seconds, for
+    latency).
     """
 
     def __init__(
         self,
-        db_session: object = None,
         *,
-        uow: UnitOfWork | None = None,
-        registry: ConnectorLookup | None = None,
-        cipher: ConfigDecryptor | None = None,
+        uow: UnitOfWork,
+        registry: ConnectorLookup,
+        cipher: ConfigDecryptor,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], datetime] | None = None,
         monotonic: Callable[[], float] | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
-        if uow is None and db_session is None:
-            raise TypeError("PushOrchestrator needs a db_session or a uow")
-        if uow is None or registry is None or cipher is None:
-            # Imported lazily: consumer/ must not depend on adapters at import
-            # time; the composition root knows which adapters to use.
-            from entrypoints import bootstrap
-
-            uow = uow if uow is not None else bootstrap.unit_of_work_for_session(db_session)
-            registry = registry if registry is not None else bootstrap.default_registry()
-            cipher = cipher if cipher is not None else bootstrap.default_cipher()
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
         self.uow: UnitOfWork = uow

@@ -15,9 +15,10 @@ from __future__ import annotations
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 
 from domain.errors import OrderFlowError
 from domain.model import DraftOrder, PushStatus
@@ -183,6 +184,44 @@ class OutboxStore(Protocol):
         ...
 
 
+#: Why an approval wrote nothing.
+RefusalReason = Literal["already_approved", "order_number_taken", "id_taken"]
+
+
+@dataclass(frozen=True)
+class ApprovalRefused:
+    """The approval wrote nothing; ``reason`` says why.
+
+    ``namesake_id`` is the order holding the number (``order_number_taken``),
+    when it could be found; ``constraint`` the unique key the store reported.
+    """
+
+    reason: RefusalReason
+    namesake_id: uuid.UUID | None = None
+    constraint: str | None = None
+
+
+class ApprovalWriter(Protocol):
+    """Writes an approved order and its outbox event together, or neither.
+
+    The one write path of an approval (``producer.approval``): the SQL adapter
+    does it in one statement, the in-memory fake through its tables.
+    """
+
+    def write(
+        self, order: DraftOrder, event: OutboxEvent, *, now: datetime
+    ) -> OutboxEvent | ApprovalRefused:
+        """Store APPROVED ``order`` and ``event`` in the unit of work's transaction.
+
+        Inserts a new order or overwrites the organisation's DRAFT of that id;
+        returns the stored event (sequence ``id`` and encoded ``value``), or
+        :class:`ApprovalRefused` when nothing was written: the order was
+        approved already, its number is another order's, or its id is another
+        organisation's. The caller commits.
+        """
+        ...
+
+
 class UnitOfWork(ABC):
     """One transaction over every store; rolls back unless ``commit()`` was called.
 
@@ -201,6 +240,7 @@ class UnitOfWork(ABC):
     push_log: PushLogStore
     draft_orders: DraftOrderStore
     outbox: OutboxStore
+    approvals: ApprovalWriter
 
     def __enter__(self) -> Self:
         return self

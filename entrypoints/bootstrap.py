@@ -26,7 +26,7 @@ from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import use_registered_connector_types
 from adapters.postgres.repositories import OutboxValueEncoder
 from adapters.postgres.unit_of_work import SessionUnitOfWork, SqlAlchemyUnitOfWork
-from consumer.push_service import ConfigDecryptor, ConnectorLookup, PushOrchestrator
+from consumer.push_service import ConfigDecryptor, ConnectorLookup, PushService
 from domain.model import DraftOrder, check_connector_type
 from domain.repositories import UnitOfWork
 from entrypoints.dlq import PushAgainFn
@@ -134,15 +134,15 @@ def build_push_orchestrator(
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], datetime] | None = None,
     database_url: str | None = None,
-) -> PushOrchestrator:
-    """Return a ``PushOrchestrator`` wired to PostgreSQL, the registry and the cipher.
+) -> PushService:
+    """Return a ``PushService`` wired to PostgreSQL, the registry and the cipher.
 
     The unit of work is, in order: ``uow``, one over ``session``, or one
     opening sessions on ``database_url`` (default ``$DATABASE_URL``).
     """
     if uow is None:
         uow = sql_unit_of_work(session=session, database_url=database_url)
-    return PushOrchestrator(
+    return PushService(
         uow=uow,
         registry=registry if registry is not None else default_registry(),
         cipher=cipher if cipher is not None else default_cipher(),

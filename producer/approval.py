@@ -17,11 +17,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from adapters.postgres.approval_sql import (
-    SqlApprovalTarget,
-    sql_approval_target,
-    write_approval,
-)
 from domain.errors import OrderFlowError
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, DraftOrderStatus, storage_problem
@@ -33,7 +28,7 @@ from domain.records import (
     order_to_json,
     utc_now,
 )
-from domain.repositories import DuplicateKeyError, UnitOfWork
+from domain.repositories import ApprovalRefused, DuplicateKeyError, UnitOfWork
 
 #: Largest ``PushRequested`` payload (UTF-8 JSON) the pipeline accepts. Kafka refuses
 #: records over ~1 MB by default (librdkafka ``message.max.bytes`` = 1 000 000), and a
@@ -160,9 +155,9 @@ def approve_draft_order(
     concurrent approval inserted it first); nothing is written in any of
     these cases.
 
-    A SQL unit of work with its own stores writes the order and the event in
-    one statement (``adapters.postgres.approval_sql``); any other unit of work
-    goes through its stores. Both refuse the same cases with the same errors.
+    The write is the unit of work's ``approvals`` port: one statement in the
+    SQL adapter (``adapters.postgres.approval_sql``), the fake's tables in
+    tests; both refuse the same cases, mapped to the same errors here.
     """
     draft = to_draft_order(order, org_id=org_id)
     org = draft.org_id
@@ -174,63 +169,28 @@ def approve_draft_order(
     # Built before the transaction: an order the pipeline cannot carry writes nothing.
     event = build_push_requested(approved, occurred_at=now, traceparent=traceparent)
     with uow:
-        target = sql_approval_target(uow)
-        if target is None:
-            event = _approve_with_stores(uow, org, approved, event, now)
-        else:
-            event = _approve_in_one_statement(target, org, approved, event, now)
+        written = uow.approvals.write(approved, event, now=now)
+        if isinstance(written, ApprovalRefused):
+            raise _refusal(written, org, approved)
         uow.commit()
-    return event
+    return written
 
 
-def _approve_in_one_statement(
-    target: SqlApprovalTarget,
-    org: uuid.UUID,
-    approved: DraftOrder,
-    event: OutboxEvent,
-    now: datetime,
-) -> OutboxEvent:
-    """The SQL unit of work's fast path: order and event in one statement (same refusals)."""
-    written = write_approval(target, approved, event, now=now)
-    if isinstance(written, OutboxEvent):
-        return written
-    if written.reason == "already_approved":
-        raise OrderAlreadyApproved(org, approved.id)
-    if written.reason == "order_number_taken":
-        if written.namesake_id is not None:
-            raise _number_taken(org, approved.order_number, written.namesake_id)
-        # Lost a race to a concurrent approval whose row is gone again: the store's words.
-        raise DuplicateKeyError(
+def _refusal(refused: ApprovalRefused, org: uuid.UUID, approved: DraftOrder) -> OrderFlowError:
+    """The contract's error for an approval the writer refused."""
+    if refused.reason == "already_approved":
+        return OrderAlreadyApproved(org, approved.id)
+    if refused.reason == "order_number_taken":
+        if refused.namesake_id is not None:
+            return _number_taken(org, approved.order_number, refused.namesake_id)
+        # Lost a race to a concurrent approval whose row is gone again.
+        return DuplicateKeyError(
             f"Order number {approved.order_number!r} is already used in organisation {org}",
-            constraint=written.constraint,
+            constraint=refused.constraint,
         )
-    raise DuplicateKeyError(
-        f"Draft order {approved.id} already exists", constraint=written.constraint
+    return DuplicateKeyError(
+        f"Draft order {approved.id} already exists", constraint=refused.constraint
     )
-
-
-def _approve_with_stores(
-    uow: UnitOfWork,
-    org: uuid.UUID,
-    approved: DraftOrder,
-    event: OutboxEvent,
-    now: datetime,
-) -> OutboxEvent:
-    """Any unit of work: the approval through its stores' calls."""
-    # Locking the row serialises concurrent approvals of one order, so
-    # exactly one of them writes the event (and events of one order are
-    # committed in sequence order).
-    current = uow.draft_orders.get(org, approved.id, for_update=True)
-    if current is not None and current.status is DraftOrderStatus.APPROVED:
-        raise OrderAlreadyApproved(org, approved.id)
-    namesake = uow.draft_orders.get_by_number(org, approved.order_number)
-    if namesake is not None and namesake.id != approved.id:
-        raise _number_taken(org, approved.order_number, namesake.id)
-    if current is None:
-        uow.draft_orders.add(approved, now=now)
-    else:
-        uow.draft_orders.update(approved, now=now)
-    return uow.outbox.add(event)
 
 
 def _number_taken(org: uuid.UUID, order_number: str, namesake: uuid.UUID) -> DuplicateKeyError:

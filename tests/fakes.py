@@ -24,7 +24,7 @@ from domain.config_schema import ConfigField, ConfigSchema
 from domain.model import ConnectionStatus, DraftOrder, DraftOrderStatus, PushStatus
 from domain.ports import ERPConnectorPort, ExportResult, TestResult
 from domain.records import ConnectionRecord, OutboxEvent, PushLogEntry
-from domain.repositories import DuplicateKeyError, UnitOfWork
+from domain.repositories import ApprovalRefused, DuplicateKeyError, UnitOfWork
 
 # -- database and unit of work --------------------------------------------------
 
@@ -275,6 +275,32 @@ class FakeOutboxStore:
         return [e for e in self._db.outbox if e.published_at is None][:limit]
 
 
+class FakeApprovalWriter:
+    """``ApprovalWriter`` over the fake's stores: the same refusals as the SQL statement."""
+
+    def __init__(self, orders: FakeDraftOrderStore, outbox: FakeOutboxStore) -> None:
+        self._orders = orders
+        self._outbox = outbox
+
+    def write(
+        self, order: DraftOrder, event: OutboxEvent, *, now: datetime
+    ) -> OutboxEvent | ApprovalRefused:
+        current = self._orders.get(order.org_id, order.id)
+        if current is not None and current.status is DraftOrderStatus.APPROVED:
+            return ApprovalRefused("already_approved")
+        namesake = self._orders.get_by_number(order.org_id, order.order_number)
+        if namesake is not None and namesake.id != order.id:
+            return ApprovalRefused("order_number_taken", namesake.id)
+        if current is None:
+            try:
+                self._orders.add(order, now=now)
+            except DuplicateKeyError as exc:  # the id is another organisation's
+                return ApprovalRefused("id_taken", constraint=exc.constraint)
+        else:
+            self._orders.update(order, now=now)
+        return self._outbox.add(event)
+
+
 class FakeUnitOfWork(UnitOfWork):
     """A unit of work over a ``FakeDatabase`` with real commit/rollback semantics.
 
@@ -308,6 +334,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.push_log = FakePushLogStore(self._work)
         self.draft_orders = FakeDraftOrderStore(self._work)
         self.outbox = FakeOutboxStore(self._work, self.outbox_fails_with)
+        self.approvals = FakeApprovalWriter(self.draft_orders, self.outbox)
 
     def __enter__(self) -> FakeUnitOfWork:
         self._begin()

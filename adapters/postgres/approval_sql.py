@@ -1,14 +1,16 @@
 """Approving a draft order in ONE SQL statement: the order and its outbox event together.
 
-The generic approval (``producer.approval`` over the stores of a unit of work)
-costs seven round trips and the ORM's flush machinery: ``SELECT ... FOR
-UPDATE``, the lookup by order number, ``SAVEPOINT``, the order's ``INSERT`` or
-``UPDATE``, ``RELEASE``, the outbox ``INSERT``, ``COMMIT``. Here the order's
-upsert and the event's insert are one statement (a data-modifying CTE), sent as
+:class:`SqlApprovalWriter` is the SQL units of work's ``approvals``
+(``domain.repositories.ApprovalWriter``), the one write path of
+``producer.approval``. Through the ORM stores an approval would cost seven round
+trips and the flush machinery (``SELECT ... FOR UPDATE``, the lookup by order
+number, ``SAVEPOINT``, ``INSERT`` or ``UPDATE``, ``RELEASE``, the outbox
+``INSERT``, ``COMMIT``). Here the order's upsert and the event's insert are one
+statement (a data-modifying CTE), sent as
 plain driver SQL (no ORM flush, no statement compilation), so an approval is
 ``BEGIN``, this statement and ``COMMIT``.
 
-How the statement keeps the generic path's guarantees:
+What the statement guarantees:
 
 * ``INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE d.status = 'DRAFT'`` locks
   an existing row as ``SELECT ... FOR UPDATE`` did, so concurrent approvals of
@@ -29,22 +31,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters.postgres.models import DRAFT_ORDER_PKEY, ORDER_NUMBER_CONSTRAINT
-from adapters.postgres.repositories import (
-    OutboxValueEncoder,
-    SqlDraftOrderStore,
-    SqlOutboxStore,
-    constraint_name,
-)
+from adapters.postgres.repositories import OutboxValueEncoder, constraint_name
 from domain.model import DraftOrder, DraftOrderStatus
 from domain.records import OutboxEvent, order_line_to_json
+from domain.repositories import ApprovalRefused
 
 # psycopg2 ``pyformat`` parameters. Ids and JSON are sent as text and cast on the
 # server: no per-call type adaptation in Python. ``value`` and ``published_at`` are
@@ -87,45 +83,6 @@ _ORDER_BY_NUMBER_SQL = (
     "SELECT id FROM draft_order WHERE org_id = %(org_id)s::uuid AND order_number = %(order_number)s"
 )
 
-#: Why an approval wrote nothing.
-RefusalReason = Literal["already_approved", "order_number_taken", "id_taken"]
-
-
-@dataclass(frozen=True)
-class ApprovalRefused:
-    """The approval wrote nothing; ``reason`` says why.
-
-    ``namesake_id`` is the order holding the number (``order_number_taken``),
-    when it could be found; ``constraint`` the unique key the database reported.
-    """
-
-    reason: RefusalReason
-    namesake_id: uuid.UUID | None = None
-    constraint: str | None = None
-
-
-@dataclass(frozen=True)
-class SqlApprovalTarget:
-    """The session and outbox encoder of a SQL unit of work, for :func:`write_approval`."""
-
-    session: Session
-    encoder: OutboxValueEncoder | None
-
-
-def sql_approval_target(uow: object) -> SqlApprovalTarget | None:
-    """The one-statement approval's target in ``uow``, or ``None`` to use its stores.
-
-    Only a unit of work whose draft-order and outbox stores are exactly the SQL
-    stores qualifies (call it inside its ``with`` block, where they are bound):
-    a store replaced or subclassed (a test's failing outbox, a wrapper) must see
-    its own calls, so such a unit of work takes the generic path.
-    """
-    outbox = getattr(uow, "outbox", None)
-    orders = getattr(uow, "draft_orders", None)
-    if type(outbox) is not SqlOutboxStore or type(orders) is not SqlDraftOrderStore:
-        return None
-    return SqlApprovalTarget(outbox.session, outbox.encoder)
-
 
 def _json(value: object) -> str:
     # The text the ORM's JSONB type would send (json.dumps defaults); JSONB
@@ -133,65 +90,72 @@ def _json(value: object) -> str:
     return json.dumps(value)
 
 
-def write_approval(
-    target: SqlApprovalTarget, order: DraftOrder, event: OutboxEvent, *, now: datetime
-) -> OutboxEvent | ApprovalRefused:
-    """Store ``order`` as APPROVED and ``event`` in the session's transaction.
+class SqlApprovalWriter:
+    """The :class:`~domain.repositories.ApprovalWriter` of a session: one statement."""
 
-    Returns the stored event (its sequence ``id`` and encoded ``value``), or
-    :class:`ApprovalRefused` when nothing was written: the order is approved
-    already, its number is another order's, or its id is another
-    organisation's. The caller commits (or rolls back). After an
-    ``order_number_taken`` refusal the session's transaction was rolled back
-    (the failed statement had aborted it). The outbox encoder runs first: an
-    event it refuses (it raises) is never sent to the database.
-    """
-    if order.status is not DraftOrderStatus.APPROVED:
-        raise ValueError(f"write_approval stores APPROVED orders, got {order.status.value}")
-    value = event.value
-    if value is None and target.encoder is not None:
-        value = target.encoder(event)
-    params = {
-        "order_id": str(order.id),
-        "org_id": str(order.org_id),
-        "order_number": order.order_number,
-        "customer_code": order.customer_code,
-        "currency": order.currency,
-        "lines": _json([order_line_to_json(line) for line in order.lines]),
-        "notes": order.notes,
-        "extra": _json(dict(order.extra)),
-        "now": now,
-        "event_id": str(event.event_id),
-        "aggregate_type": event.aggregate_type,
-        "event_org_id": str(event.org_id),
-        "event_type": event.event_type,
-        "payload": _json(event.payload),
-        "headers": _json(dict(event.headers)),
-        "created_at": event.created_at,
-        "published_at": event.published_at,
-        "value": value,
-    }
-    session = target.session
-    if session.autoflush:
-        # What the ORM's own queries would do first: a caller-owned session's pending
-        # changes reach the database before this statement, in the same order as on
-        # the stores' path (a no-op for the usual fresh session).
-        session.flush()
-    connection = session.connection()
-    try:
-        sequence_id = connection.exec_driver_sql(_APPROVE_SQL, params).scalar()
-    except IntegrityError as exc:
-        constraint = constraint_name(exc)
-        if constraint != ORDER_NUMBER_CONSTRAINT:
-            raise
-        # The failed statement aborted the transaction; the lookup needs a new one.
-        session.rollback()
-        return ApprovalRefused(
-            "order_number_taken", _namesake(session, order), constraint=constraint
-        )
-    if sequence_id is not None:
-        return event.stored_as(int(sequence_id), value)
-    return _why_not_written(session, order)
+    def __init__(self, session: Session, encoder: OutboxValueEncoder | None) -> None:
+        self.session = session
+        self.encoder = encoder
+
+    def write(
+        self, order: DraftOrder, event: OutboxEvent, *, now: datetime
+    ) -> OutboxEvent | ApprovalRefused:
+        """Store ``order`` as APPROVED and ``event`` in the session's transaction.
+
+        Returns the stored event (its sequence ``id`` and encoded ``value``), or
+        :class:`ApprovalRefused` when nothing was written: the order is approved
+        already, its number is another order's, or its id is another
+        organisation's. The caller commits (or rolls back). After an
+        ``order_number_taken`` refusal the session's transaction was rolled back
+        (the failed statement had aborted it). The outbox encoder runs first: an
+        event it refuses (it raises) is never sent to the database.
+        """
+        if order.status is not DraftOrderStatus.APPROVED:
+            raise ValueError(f"an approval stores APPROVED orders, got {order.status.value}")
+        value = event.value
+        if value is None and self.encoder is not None:
+            value = self.encoder(event)
+        params = {
+            "order_id": str(order.id),
+            "org_id": str(order.org_id),
+            "order_number": order.order_number,
+            "customer_code": order.customer_code,
+            "currency": order.currency,
+            "lines": _json([order_line_to_json(line) for line in order.lines]),
+            "notes": order.notes,
+            "extra": _json(dict(order.extra)),
+            "now": now,
+            "event_id": str(event.event_id),
+            "aggregate_type": event.aggregate_type,
+            "event_org_id": str(event.org_id),
+            "event_type": event.event_type,
+            "payload": _json(event.payload),
+            "headers": _json(dict(event.headers)),
+            "created_at": event.created_at,
+            "published_at": event.published_at,
+            "value": value,
+        }
+        session = self.session
+        if session.autoflush:
+            # What the ORM's own queries would do first: a caller-owned session's pending
+            # changes reach the database before this statement, as they would before
+            # a store's query (a no-op for the usual fresh session).
+            session.flush()
+        connection = session.connection()
+        try:
+            sequence_id = connection.exec_driver_sql(_APPROVE_SQL, params).scalar()
+        except IntegrityError as exc:
+            constraint = constraint_name(exc)
+            if constraint != ORDER_NUMBER_CONSTRAINT:
+                raise
+            # The failed statement aborted the transaction; the lookup needs a new one.
+            session.rollback()
+            return ApprovalRefused(
+                "order_number_taken", _namesake(session, order), constraint=constraint
+            )
+        if sequence_id is not None:
+            return event.stored_as(int(sequence_id), value)
+        return _why_not_written(session, order)
 
 
 def _namesake(session: Session, order: DraftOrder) -> uuid.UUID | None:
@@ -218,8 +182,8 @@ def _why_not_written(session: Session, order: DraftOrder) -> ApprovalRefused:
         # Same organisation and not a DRAFT (the WHERE clause saw the row locked,
         # so it cannot have changed since): approved before.
         return ApprovalRefused("already_approved")
-    # The id belongs to another organisation. Its number may also be taken in ours;
-    # the generic path checks the number first, so this says the same.
+    # The id belongs to another organisation. Its number may also be taken in ours:
+    # the number is reported first, as the in-memory writer does.
     namesake = _namesake(session, order)
     if namesake is not None:
         return ApprovalRefused("order_number_taken", namesake)

@@ -7,6 +7,7 @@ from typing import Self
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.postgres.approval_sql import SqlApprovalWriter
 from adapters.postgres.repositories import (
     OutboxValueEncoder,
     SqlConnectionStore,
@@ -29,6 +30,7 @@ class _SessionStores(UnitOfWork):
         self.push_log = SqlPushLogStore(session)
         self.draft_orders = SqlDraftOrderStore(session)
         self.outbox = SqlOutboxStore(session, self._outbox_encoder)
+        self.approvals = SqlApprovalWriter(session, self._outbox_encoder)
 
     @property
     def session(self) -> Session:

@@ -20,8 +20,8 @@ from adapters.crypto.encryption import EncryptionService
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import DraftOrderRow, ERPConnection, ERPPushLog, OutboxEventRow
 from adapters.postgres.unit_of_work import SqlAlchemyUnitOfWork
-from consumer.push_service import PushOrchestrator
 from domain.order_input import InvalidDraftOrder
+from entrypoints.orchestrator import PushOrchestrator
 from producer.approval import approve_draft_order
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from adapters.postgres.unit_of_work import SqlAlchemyUnitOfWork
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, OrderLine
 from domain.records import OutboxEvent
-from domain.repositories import DuplicateKeyError, OutboxStore
+from domain.repositories import ApprovalRefused, ApprovalWriter, DuplicateKeyError
 from producer.approval import OrderAlreadyApproved, approve_draft_order
 
 pytestmark = pytest.mark.integration
@@ -55,27 +55,23 @@ def counts(factory: sessionmaker[Session]) -> tuple[int, int]:
         )
 
 
-class _ExplodingOutbox:
-    """Writes the event for real, then fails: the flush already reached the server."""
+class _ExplodingApprovals:
+    """Writes order and event for real, then fails: the statement already reached the server."""
 
-    def __init__(self, inner: OutboxStore) -> None:
+    def __init__(self, inner: ApprovalWriter) -> None:
         self.inner = inner
 
-    def add(self, event: OutboxEvent) -> OutboxEvent:
-        self.inner.add(event)
+    def write(
+        self, order: DraftOrder, event: OutboxEvent, *, now: datetime
+    ) -> OutboxEvent | ApprovalRefused:
+        self.inner.write(order, event, now=now)
         raise RuntimeError("relay bookkeeping failed")
-
-    def get(self, event_id: uuid.UUID) -> OutboxEvent | None:
-        return self.inner.get(event_id)
-
-    def list_unpublished(self, limit: int = 100) -> list[OutboxEvent]:
-        return list(self.inner.list_unpublished(limit))
 
 
 class _ExplodingUnitOfWork(SqlAlchemyUnitOfWork):
     def __enter__(self) -> Self:
         super().__enter__()
-        self.outbox = _ExplodingOutbox(self.outbox)
+        self.approvals = _ExplodingApprovals(self.approvals)
         return self
 
 

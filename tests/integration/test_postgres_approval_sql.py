@@ -1,8 +1,9 @@
-"""The one-statement approval (adapters/postgres/approval_sql.py) against the stores' path.
+"""The one-statement approval (adapters/postgres/approval_sql.py) on real PostgreSQL.
 
-``approve_draft_order`` takes the one-statement path for a SQL unit of work with
-its own stores and the stores' path otherwise; every case here runs through
-both and must store the same rows and refuse with the same errors.
+``approve_draft_order`` writes through the unit of work's ``approvals`` port;
+every case runs with a unit of work opening its own sessions and with one over a
+caller-owned session (the seed's ``PushOrchestrator(db_session)`` style). The
+same refusals hold for the in-memory writer: tests/contract/test_approval_writer.py.
 """
 
 from __future__ import annotations
@@ -13,20 +14,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Self
 
 import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.avro.outbox_values import outbox_value_encoder
-from adapters.postgres.approval_sql import sql_approval_target
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import DraftOrderRow, OutboxEventRow
-from adapters.postgres.repositories import SqlOutboxStore
 from adapters.postgres.unit_of_work import SessionUnitOfWork, SqlAlchemyUnitOfWork
 from domain.model import DraftOrder, DraftOrderStatus, OrderLine
-from domain.records import OutboxEvent
 from domain.repositories import DuplicateKeyError, UnitOfWork
 from producer.approval import OrderAlreadyApproved, approve_draft_order
 
@@ -37,26 +34,10 @@ DRAFTED = datetime(2025, 1, 1, tzinfo=UTC)
 APPROVED = DRAFTED + timedelta(days=1)
 
 
-class _PassThroughOutbox(SqlOutboxStore):
-    """The SQL outbox under another type: ``approve_draft_order`` must call its ``add``."""
-
-    def add(self, event: OutboxEvent) -> OutboxEvent:
-        return super().add(event)
-
-
-class _StoresUnitOfWork(SqlAlchemyUnitOfWork):
-    """A SQL unit of work whose outbox store is replaced: the stores' path."""
-
-    def __enter__(self) -> Self:
-        super().__enter__()
-        self.outbox = _PassThroughOutbox(self.session, self.outbox.encoder)
-        return self
-
-
 Path = Callable[[sessionmaker[Session]], UnitOfWork]
 PATHS: dict[str, Path] = {
     "one-statement": lambda f: SqlAlchemyUnitOfWork(f, outbox_encoder=outbox_value_encoder()),
-    "stores": lambda f: _StoresUnitOfWork(f, outbox_encoder=outbox_value_encoder()),
+    "caller-owned session": lambda f: SessionUnitOfWork(f(), outbox_encoder=outbox_value_encoder()),
 }
 
 
@@ -108,20 +89,6 @@ def stored(factory: sessionmaker[Session], order_id: uuid.UUID) -> DraftOrderRow
 def outbox_rows(factory: sessionmaker[Session]) -> list[OutboxEventRow]:
     with factory() as s:
         return list(s.scalars(select(OutboxEventRow).order_by(OutboxEventRow.id)))
-
-
-def test_only_a_sql_unit_of_work_with_its_own_stores_takes_the_one_statement_path(
-    factory: sessionmaker[Session],
-) -> None:
-    plain = SqlAlchemyUnitOfWork(factory)
-    with plain:
-        assert sql_approval_target(plain) is not None
-    wrapped = _StoresUnitOfWork(factory)
-    with wrapped:
-        assert sql_approval_target(wrapped) is None
-    with factory() as session:
-        assert sql_approval_target(SessionUnitOfWork(session)) is not None
-    assert sql_approval_target(object()) is None
 
 
 def test_a_new_order_and_its_event_are_stored_in_full(

@@ -22,12 +22,12 @@ from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import ERPConnection, ERPPushLog
 from adapters.postgres.repositories import SqlPushLogStore
 from adapters.postgres.unit_of_work import SqlAlchemyUnitOfWork
-from consumer.push_service import PushOrchestrator
 from domain.idempotency import export_key, generate_idempotency_key
 from domain.model import DraftOrder, OrderLine, PushStatus
 from domain.ports import ERPConnectorPort
 from domain.records import PushLogEntry, order_to_json
 from entrypoints import bootstrap
+from entrypoints.orchestrator import PushOrchestrator
 
 pytestmark = pytest.mark.integration
 

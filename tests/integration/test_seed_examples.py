@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from adapters.crypto.encryption import EncryptionService
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import ERPConnection, ERPPushLog
-from consumer.push_service import PushOrchestrator
+from entrypoints.orchestrator import PushOrchestrator
 
 pytestmark = pytest.mark.integration
 

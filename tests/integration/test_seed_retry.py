@@ -32,10 +32,10 @@ from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import ERPConnection
 from consumer.handling import RetrySettings
-from consumer.push_service import PushOrchestrator
 from consumer.worker import WorkerSettings
 from domain.model import DraftOrder, OrderLine
 from entrypoints.bootstrap import sql_unit_of_work
+from entrypoints.orchestrator import PushOrchestrator
 from entrypoints.relay_wiring import RelayConfig, build_relay
 from entrypoints.worker_process import WorkerConfig, build_worker
 from producer.approval import approve_draft_order

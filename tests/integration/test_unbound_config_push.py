@@ -26,9 +26,9 @@ from adapters.crypto.encryption import EncryptionError, EncryptionService, blob_
 from adapters.crypto.keys import REQUIRE_BOUND_ENV
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import ERPConnection, ERPPushLog
-from consumer.push_service import PushOrchestrator
 from domain.model import DraftOrder, OrderLine
 from entrypoints.cli import EXIT_FAILED, EXIT_OK, main
+from entrypoints.orchestrator import PushOrchestrator
 
 pytestmark = pytest.mark.integration
 

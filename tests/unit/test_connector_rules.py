@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from adapters.connectors.base_connector import BaseConnector
-from consumer.push_service import PushOrchestrator
+from consumer.push_service import PushService
 from domain.config_schema import (
     MASK,
     ConfigField,
@@ -194,7 +194,7 @@ def test_the_push_path_treats_every_value_of_a_schemaless_config_as_secret() -> 
         uow.commit()
     connector = EchoingSchemaless()
     clock = FakeClock()
-    push = PushOrchestrator(
+    push = PushService(
         uow=uow,
         registry=FakeRegistry({"ECHO": connector}),
         cipher=cipher,

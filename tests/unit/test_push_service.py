@@ -1,4 +1,4 @@
-"""Unit tests of PushOrchestrator against in-memory fakes of every port."""
+"""Unit tests of PushService (the seed's PushOrchestrator) against in-memory fakes of every port."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.push_service import PushOrchestrator
+from consumer.push_service import PushService
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, OrderLine, PushStatus
 from domain.ports import (
@@ -60,7 +60,7 @@ class World:
     clock: FakeClock
     cipher: FakeCipher
     connector: FakeConnector
-    orchestrator: PushOrchestrator
+    orchestrator: PushService
 
     def rows(self, order: DraftOrder) -> list[PushLogEntry]:
         with self.uow:
@@ -83,7 +83,7 @@ def make_world(
             uow.commit()
     connector = FakeConnector(handler)
     clock = FakeClock()
-    orchestrator = PushOrchestrator(
+    orchestrator = PushService(
         uow=uow,
         registry=FakeRegistry({"MOCK": connector}),
         cipher=cipher,
@@ -276,10 +276,10 @@ def test_check_idempotency_returns_the_processed_entry_or_none() -> None:
 
 def test_generate_idempotency_key_delegates_to_the_domain() -> None:
     order_id = uuid.uuid4()
-    assert PushOrchestrator.generate_idempotency_key(str(ORG), order_id, 2) == (
+    assert PushService.generate_idempotency_key(str(ORG), order_id, 2) == (
         generate_idempotency_key(ORG, order_id, 2)
     )
-    assert PushOrchestrator.generate_idempotency_key(ORG, order_id) == (
+    assert PushService.generate_idempotency_key(ORG, order_id) == (
         generate_idempotency_key(ORG, order_id, 0)
     )
 
@@ -556,6 +556,8 @@ def test_invalid_retry_settings_are_refused() -> None:
 
 
 def test_orchestrator_needs_a_session_or_a_unit_of_work() -> None:
+    from entrypoints.orchestrator import PushOrchestrator
+
     with pytest.raises(TypeError, match="db_session or a uow"):
         PushOrchestrator()
 

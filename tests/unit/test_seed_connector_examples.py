@@ -248,7 +248,7 @@ class MyConnectorTimingOut(MyConnector):
 
 
 def test_a_seed_style_timeout_is_retried_by_push_order_with_1s_and_2s_delays() -> None:
-    from consumer.push_service import PushOrchestrator
+    from consumer.push_service import PushService
     from domain.records import ConnectionRecord
     from tests.fakes import FakeCipher, FakeClock, FakeRegistry, FakeUnitOfWork
 
@@ -262,7 +262,7 @@ def test_a_seed_style_timeout_is_retried_by_push_order_with_1s_and_2s_delays() -
         uow.connections.add(ConnectionRecord.new(org, "MY_ERP", blob))
         uow.commit()
     clock = FakeClock()
-    orchestrator = PushOrchestrator(
+    orchestrator = PushService(
         uow=uow,
         registry=FakeRegistry({"MY_ERP": connector}),
         cipher=cipher,
