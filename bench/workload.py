@@ -9,7 +9,6 @@ hour of approvals.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import uuid
@@ -18,6 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
 
 from adapters.crypto.encryption import ConfigCipher
 from adapters.crypto.keys import MASTER_KEY_ENV, generate_master_key
@@ -28,8 +31,6 @@ from domain.model import DraftOrder
 from domain.records import OutboxEvent
 from entrypoints.demo_support import demo_order
 from producer.approval import build_push_requested
-
-psycopg2: Any = importlib.import_module("psycopg2")
 
 #: Texts of a benchmark order: with them the outbox payload is ~1 KB, as issue 6 asks.
 LINE_TEXT = (

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import binascii
 import contextlib
-import importlib
 import json
 import logging
 import select
@@ -39,6 +38,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
 from sqlalchemy import make_url
 
 from adapters.postgres.models import OUTBOX_NOTIFY_CHANNEL
@@ -50,10 +52,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-# psycopg2 ships no type hints and types-psycopg2 is not a dependency: use it untyped
-# (the driver is already installed for SQLAlchemy's postgresql+psycopg2 dialect).
-psycopg2: Any = importlib.import_module("psycopg2")
-_extras: Any = importlib.import_module("psycopg2.extras")
 
 #: Advisory lock key of the relay leader ("OFRELAY1" as a signed 64-bit integer).
 #: Every relay process of one database must use the same key.
@@ -100,14 +98,15 @@ _JSONB_OID: Final = 3802
 _BYTEA_OID: Final = 17
 
 
-def _jsonb(value: str | None, _cursor: Any) -> Any:
+def _jsonb(value: str | bytes | None, _cursor: psycopg2.extensions.cursor) -> Any:
     """Cast a ``jsonb`` column with the JSON scanner (see :data:`_SCAN_JSON`)."""
     if value is None:
         return None
-    return _SCAN_JSON(value, 0)[0]
+    text = value if isinstance(value, str) else value.decode()
+    return _SCAN_JSON(text, 0)[0]
 
 
-def _bytea(value: str | None, cursor: Any) -> bytes | None:
+def _bytea(value: str | bytes | None, cursor: psycopg2.extensions.cursor) -> bytes | None:
     """Cast a ``bytea`` column straight to ``bytes`` (the session's output is ``hex``).
 
     The driver's own cast returns a memoryview, which the Kafka client does not
@@ -115,6 +114,8 @@ def _bytea(value: str | None, cursor: Any) -> bytes | None:
     """
     if value is None:
         return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii")
     if value.startswith("\\x"):
         return binascii.a2b_hex(value[2:])
     # The escape format: a server (or pooler) that ignored the session option.
@@ -200,7 +201,7 @@ class PgOutboxRelayStore:
             ext = psycopg2.extensions
             ext.register_type(ext.new_type((_JSONB_OID,), "RELAY_JSONB", _jsonb), conn)
             ext.register_type(ext.new_type((_BYTEA_OID,), "RELAY_BYTEA", _bytea), conn)
-            _extras.register_uuid(conn_or_curs=conn)
+            psycopg2.extras.register_uuid(conn_or_curs=conn)  # type: ignore[no-untyped-call]
             self._conn = conn
             self._leader = False
             self._listening = False

@@ -28,7 +28,6 @@ propagates, so every record of the failed batch is retried by its worker.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import threading
 import uuid
@@ -36,14 +35,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+
 from adapters.postgres.outbox_relay import session_dsn
 from domain.model import ConnectionStatus
 from domain.push_writes import ClaimGrant, ClaimRequest, OutcomeWrite
 from domain.records import ConnectionRecord
-
-# psycopg2 ships no type hints and types-psycopg2 is not a dependency: use it untyped
-# (the driver is already installed for SQLAlchemy's postgresql+psycopg2 dialect).
-psycopg2: Any = importlib.import_module("psycopg2")
 
 _CLAIM_SQL = """
 WITH req AS (
