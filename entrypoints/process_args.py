@@ -1,26 +1,29 @@
 """Command-line arguments shared by the long-running processes (relay and push worker).
 
 Both need the same connection settings; declaring them once keeps their flags,
-defaults and error texts identical.
+defaults and error texts identical. The defaults come from the environment
+through ``entrypoints.settings.Settings``, the one reader of it.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
+
+from entrypoints.settings import Settings
 
 
 def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the connection, topic and logging flags (defaults from the environment)."""
+    settings = Settings.from_env()
     parser.add_argument(
         "--database-url",
-        default=os.environ.get("DATABASE_URL"),
+        default=settings.database_url,
         help="SQLAlchemy URL of the database (default: $DATABASE_URL)",
     )
     parser.add_argument(
         "--bootstrap-servers",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
+        default=settings.kafka_bootstrap_servers,
         help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS)",
     )
     parser.add_argument("--topic-prefix", default="orderflow", help="topic prefix (orderflow)")
