@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,19 +24,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.avro.codec import decode_push_result
+from adapters.crypto.encryption import EncryptionService
 from adapters.kafka.config import admin_config
 from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_engine
+from adapters.postgres.models import ERPConnection
 from consumer.worker import PushWorker
 from domain.model import DraftOrder, OrderLine
 from domain.records import OutboxEvent
+from entrypoints.bootstrap import sql_unit_of_work
 from entrypoints.relay_wiring import RelayConfig
 from entrypoints.worker_process import WorkerConfig, run_worker
-from producer.approval import build_push_requested
+from producer.approval import approve_draft_order, build_push_requested
 from producer.relay import OutboxRelay
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -98,6 +110,18 @@ def _received(msg: Message) -> Received:
     return Received(key, value, headers, partition, offset)
 
 
+# Codes a broker answers while a new topic's partitions still elect their leaders;
+# librdkafka does not flag all of them retriable.
+_LEADER_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+    }
+)
+
+
 def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[Received]:
     """Read ``topic`` from the beginning up to its end, expecting at least ``expected`` messages.
 
@@ -118,9 +142,19 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0)
         deadline = time.monotonic() + timeout
 
         def high_watermarks() -> dict[int, int]:
-            return {
-                tp.partition: consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in partitions
-            }
+            # A topic created a moment ago may not have its partition leaders yet.
+            while True:
+                try:
+                    return {
+                        tp.partition: consumer.get_watermark_offsets(tp, timeout=5)[1]
+                        for tp in partitions
+                    }
+                except KafkaException as exc:
+                    error = exc.args[0]
+                    electing = error.code() in _LEADER_NOT_READY
+                    if not (electing or error.retriable()) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
 
         ends = high_watermarks()
         while sum(ends.values()) < expected and time.monotonic() < deadline:
@@ -137,6 +171,41 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0)
         return received
     finally:
         consumer.close()
+
+
+@dataclass
+class InProcessPipeline:
+    """What every in-process pipeline test drives: topics, the database, a MOCK connection.
+
+    Subclasses add their relay, worker and connector registry.
+    """
+
+    topics: TopicNames
+    bootstrap: str
+    factory: sessionmaker[Session]
+
+    def add_connection(self, org: uuid.UUID, config: Mapping[str, Any]) -> None:
+        """Store an ACTIVE, encrypted MOCK connection for ``org``."""
+        blob = EncryptionService.encrypt_config(config, org_id=org, connector_type="MOCK")
+        with self.factory() as session:
+            session.add(
+                ERPConnection(
+                    org_id=org, connector_type="MOCK", config_encrypted=blob, status="ACTIVE"
+                )
+            )
+            session.commit()
+
+    def approve(self, order: DraftOrder) -> None:
+        """Approve ``order`` (order + outbox event in one transaction)."""
+        approve_draft_order(sql_unit_of_work(session_factory=self.factory), order.org_id, order)
+
+    def read(self, topic: str, expected: int, timeout: float = 30.0) -> list[Received]:
+        """Every record of ``topic`` once ``expected`` are there (see :func:`read_topic`)."""
+        return read_topic(self.bootstrap, topic, expected, timeout)
+
+    def results(self, expected: int) -> list[dict[str, Any]]:
+        """The decoded PushResults of the results topic."""
+        return [decode_push_result(r.value) for r in self.read(self.topics.results, expected)]
 
 
 def make_order(org: uuid.UUID, number: str | None = None) -> DraftOrder:

@@ -12,41 +12,43 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.avro.codec import decode_push_requested, decode_push_result, encode_push_requested
+from adapters.avro.codec import decode_push_requested, encode_push_requested
 from adapters.avro.records import push_requested_record
 from adapters.connectors.mock import MockConnector
-from adapters.crypto.encryption import EncryptionService
 from adapters.kafka.config import producer_config
 from adapters.kafka.headers import EventHeaders
 from adapters.kafka.producer import EventProducer
 from adapters.kafka.topics import TopicNames
 from adapters.postgres.engine import make_session_factory
-from adapters.postgres.models import ERPConnection
 from consumer.handling import RetrySettings
 from consumer.push_handler import DEFERRED
 from consumer.worker import PushWorker, WorkerSettings
 from domain.idempotency import generate_idempotency_key
-from domain.model import DraftOrder, OrderLine
+from domain.model import DraftOrder
 from domain.ports import ERPConnectorPort, ExportResult
 from domain.records import PushLogEntry, order_to_json
 from entrypoints.bootstrap import sql_unit_of_work
 from entrypoints.relay_wiring import RelayConfig, build_relay
 from entrypoints.worker_process import WorkerConfig, build_worker
-from producer.approval import approve_draft_order, new_traceparent
+from producer.approval import new_traceparent
 from producer.relay import OutboxRelay
 from producer.relay_settings import RelaySettings
-from tests.integration._pipeline import delete_topics, relay_and_worker
+from tests.integration._pipeline import (
+    InProcessPipeline,
+    delete_topics,
+    make_order,
+    relay_and_worker,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -111,61 +113,14 @@ class SharedRegistry:
 
 
 @dataclass
-class Received:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, str]
-
-
-@dataclass
-class Pipeline:
-    topics: TopicNames
-    bootstrap: str
+class Pipeline(InProcessPipeline):
     registry: SharedRegistry
-    factory: sessionmaker[Session]
     worker: PushWorker
     relay: OutboxRelay
 
     @property
     def mock(self) -> RecordingMock:
         return self.registry.mock
-
-    def add_connection(self, org: uuid.UUID, config: Mapping[str, Any]) -> None:
-        blob = EncryptionService.encrypt_config(config, org_id=org, connector_type="MOCK")
-        with self.factory() as session:
-            session.add(
-                ERPConnection(
-                    org_id=org, connector_type="MOCK", config_encrypted=blob, status="ACTIVE"
-                )
-            )
-            session.commit()
-
-    def approve(self, order: DraftOrder) -> None:
-        approve_draft_order(sql_unit_of_work(session_factory=self.factory), order.org_id, order)
-
-    def read(self, topic: str, expected: int, timeout: float = DEADLINE) -> list[Received]:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": f"it-ordering-reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-            }
-        )
-        try:
-            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-            received: list[Received] = []
-            deadline = time.monotonic() + timeout
-            while len(received) < expected and time.monotonic() < deadline:
-                received += [_received(m) for m in consumer.consume(100, 0.3) if not m.error()]
-            received += [_received(m) for m in consumer.consume(100, 0.5) if not m.error()]
-            return received
-        finally:
-            consumer.close()
-
-    def results(self, expected: int) -> list[dict[str, Any]]:
-        return [decode_push_result(r.value) for r in self.read(self.topics.results, expected)]
 
     def publish_request(self, order: DraftOrder, event_id: uuid.UUID) -> None:
         """Publish a new attempt-0 event for ``order`` straight to the requests topic."""
@@ -193,29 +148,6 @@ class Pipeline:
             self.topics.requests, str(order.id), encode_push_requested(record), headers
         )
         assert producer.flush(DEADLINE) == 0
-
-
-def _received(msg: Any) -> Received:
-    headers = {str(k): v.decode() for k, v in (msg.headers() or []) if v is not None}
-    return Received(msg.partition(), msg.offset(), msg.key(), msg.value(), headers)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def make_order(org: uuid.UUID) -> DraftOrder:
-    return DraftOrder(
-        id=uuid.uuid4(),
-        org_id=org,
-        order_number=f"SO-{uuid.uuid4().hex[:8]}",
-        customer_code="CUST-1",
-        lines=(OrderLine(1, "SKU-1", Decimal("2"), Decimal("9.99")),),
-    )
 
 
 def push_log(engine: Engine, order: DraftOrder) -> list[Any]:
@@ -261,7 +193,14 @@ def pipeline(
         RelaySettings(idle_poll_s=0.1),
     )
     with relay_and_worker(relay, worker, config, DEADLINE):
-        yield Pipeline(topics, kafka_bootstrap_servers, registry, factory, worker, relay)
+        yield Pipeline(
+            topics=topics,
+            bootstrap=kafka_bootstrap_servers,
+            factory=factory,
+            registry=registry,
+            worker=worker,
+            relay=relay,
+        )
     delete_topics(kafka_bootstrap_servers, topics.all())
 
 
