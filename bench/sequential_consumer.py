@@ -40,7 +40,12 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, int]:
     factory = bootstrap.session_factory(database_url=args.database_url)
     registry = bootstrap.default_registry()
     cipher = bootstrap.default_cipher()
-    attempts = PushAttempts(bootstrap.sql_unit_of_work(session_factory=factory), registry, cipher)
+    attempts = PushAttempts(
+        bootstrap.sql_unit_of_work(session_factory=factory),
+        registry,
+        cipher,
+        writer=bootstrap.push_log_writer(database_url=args.database_url),
+    )
     handler = PushHandler(
         lambda: attempts,
         RetrySettings(args.max_retries, args.retry_delay_base, args.retry_tiers),

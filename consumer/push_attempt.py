@@ -18,9 +18,13 @@ through, whoever drives it:
   unknown type). Error messages are scrubbed of every secret value of the
   config and bounded (the rules: :mod:`consumer.attempt_outcome`).
 
-Recording the outcome is left to the caller: the orchestrator updates the
-push log alone, the push worker updates it together with an outbox event in
-one transaction.
+* :meth:`PushAttempts.record_outcomes` - write claimed attempts' outcomes,
+  each with its outbox events, in one statement.
+
+Every claim and outcome goes through ONE port, the
+:class:`~domain.push_writes.PushLogWriter`: the push worker hands it whole
+batches (:meth:`PushAttempts.claim_fresh` and :meth:`record_outcomes` for
+every record of a batch), the synchronous ``PushService`` batches of one.
 
 Size: a little over 400 lines, the claim, the ERP call and the outcome of one
 attempt side by side (their outcome classification is ``attempt_outcome``).
@@ -58,7 +62,7 @@ from domain.errors import ConnectorError
 from domain.idempotency import generate_idempotency_key as _generate_key
 from domain.model import DraftOrder, PushStatus
 from domain.ports import ERPConnectorPort
-from domain.push_writes import ClaimGrant
+from domain.push_writes import ClaimRequest, OutcomeWrite, PushLogWriter
 from domain.records import ConnectionRecord, OutboxEvent, PushLogEntry, order_to_json, utc_now
 from domain.redaction import RedactedConfig, scrub
 from domain.repositories import UnitOfWork
@@ -80,7 +84,6 @@ __all__ = [
     "NO_ACTIVE_CONNECTION",
     "UNKNOWN_CONNECTOR_TYPE",
     "AttemptOutcome",
-    "BatchedWrites",
     "Claim",
     "ConfigDecryptor",
     "ConnectorLookup",
@@ -107,24 +110,6 @@ class ConfigDecryptor(Protocol):
         ...
 
 
-class BatchedWrites(Protocol):
-    """Claims and outcomes written in statements shared between threads (group commit)."""
-
-    def claim(self, entry: PushLogEntry) -> ClaimGrant:
-        """Insert the PENDING ``entry`` the quick way (see ``ClaimRequest``); committed."""
-        ...
-
-    def record(
-        self,
-        entry: PushLogEntry,
-        outcome: AttemptOutcome,
-        events: Sequence[OutboxEvent],
-        now: datetime,
-    ) -> bool:
-        """Record the outcome with its events if ``entry`` is PENDING; committed."""
-        ...
-
-
 @dataclass(frozen=True)
 class Claim:
     """An attempt this worker owns, with the connection resolved at claim time."""
@@ -133,10 +118,33 @@ class Claim:
     connection: ConnectionRecord | None
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptToClaim:
+    """Attempt ``attempt`` of ``order``'s push round ``push_round``, to be claimed at ``now``."""
+
+    org_id: uuid.UUID
+    order: DraftOrder
+    attempt: int
+    now: datetime
+    push_round: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeToRecord:
+    """A claimed attempt's outcome, its outbox events and the time that is its ``updated_at``."""
+
+    claim: Claim
+    outcome: AttemptOutcome
+    events: Sequence[OutboxEvent]
+    now: datetime
+
+
 class PushAttempts:
     """Claims push attempts and calls the ERP for them (see the module docstring).
 
-    ``clock`` gives aware UTC datetimes, ``monotonic`` seconds for latency.
+    ``writer`` writes every claim and outcome; ``uow`` reads the push log and
+    takes over expired claims. ``clock`` gives aware UTC datetimes,
+    ``monotonic`` seconds for latency.
     """
 
     def __init__(
@@ -145,10 +153,10 @@ class PushAttempts:
         registry: ConnectorLookup,
         cipher: ConfigDecryptor,
         *,
+        writer: PushLogWriter,
         clock: Callable[[], datetime] | None = None,
         monotonic: Callable[[], float] | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
-        batched: BatchedWrites | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
@@ -158,7 +166,7 @@ class PushAttempts:
         self.clock = clock or utc_now
         self.monotonic = monotonic or time.perf_counter
         self.lease = timedelta(seconds=lease_seconds)
-        self.batched = batched
+        self.writer = writer
         # (connection id, org, connector type, ciphertext) -> decrypted config. Decrypting
         # (AES-GCM, JSON) on every export was a tenth of the worker's Python time per
         # record at 0 ms ERP latency. The ciphertext is part of the key, so a changed
@@ -166,30 +174,34 @@ class PushAttempts:
         # and read-only (``MappingProxyType``: one export cannot alter the next one's).
         self._configs: dict[tuple[Any, ...], Mapping[str, Any]] = {}
 
-    def quick_claim(
-        self,
-        org: uuid.UUID,
-        order: DraftOrder,
-        attempt: int,
-        *,
-        now: datetime | None = None,
-        push_round: int = 0,
-    ) -> Claim | None:
-        """Claim a new key of an order without history in one statement, if batched.
+    def close(self) -> None:
+        """Release the writer's connection (after the last attempt)."""
+        self.writer.close()
 
-        ``None`` (nothing written) when there is no batched store, or when the
+    def claim_fresh(self, attempts: Sequence[AttemptToClaim]) -> list[Claim | None]:
+        """Claim, in one statement, each new key of an order without history.
+
+        Per attempt: its :class:`Claim`, or ``None`` (nothing written) when the
         key exists or the order has history the full logic must look at
         (:meth:`acquire` and the push worker's deferral rules then decide).
+        The attempts must have distinct keys.
         """
-        if self.batched is None:
-            return None
-        entry = self.pending_entry(org, order, attempt, now=now, push_round=push_round)
-        grant = self.batched.claim(entry)
-        if not grant.claimed:
-            return None
-        connection = grant.connection
-        connector_type = connection.connector_type if connection is not None else None
-        return Claim(replace(entry, connector_type=connector_type), connection)
+        if not attempts:
+            return []  # a batch of dead letters only: no statement
+        entries = [
+            self.pending_entry(a.org_id, a.order, a.attempt, now=a.now, push_round=a.push_round)
+            for a in attempts
+        ]
+        grants = self.writer.claim_many([ClaimRequest(entry) for entry in entries])
+        claims: list[Claim | None] = []
+        for entry, grant in zip(entries, grants, strict=True):
+            if not grant.claimed:
+                claims.append(None)
+                continue
+            connection = grant.connection
+            connector_type = connection.connector_type if connection is not None else None
+            claims.append(Claim(replace(entry, connector_type=connector_type), connection))
+        return claims
 
     def pending_entry(
         self,
@@ -233,29 +245,29 @@ class PushAttempts:
         only if the row is inserted here.
         """
         key = _generate_key(org, order.id, attempt, push_round=push_round)
-        with self.uow as uow:
-            now = self.clock()
-            connection = uow.connections.get_active(org)
-            # Claim first: a new key (the common case) then costs no lookup before it;
-            # ON CONFLICT DO NOTHING leaves an existing row alone.
-            claimed = uow.push_log.claim(
-                self.pending_entry(
-                    org,
-                    order,
-                    attempt,
-                    connector_type=connection.connector_type if connection else None,
-                    now=now,
-                    push_round=push_round,
-                    previous_idempotency_key=previous_idempotency_key,
-                )
+        now = self.clock()
+        # Claim first: a new key (the common case) then costs no lookup before it; an
+        # existing row is left alone. The claim is committed before the ERP call: from
+        # then on nobody else calls the ERP for this key while the lease lives.
+        entry = self.pending_entry(
+            org,
+            order,
+            attempt,
+            now=now,
+            push_round=push_round,
+            previous_idempotency_key=previous_idempotency_key,
+        )
+        (grant,) = self.writer.claim_many([ClaimRequest(entry, fresh_only=False)])
+        if grant.claimed:
+            connection = grant.connection
+            claimed = replace(
+                entry, connector_type=connection.connector_type if connection else None
             )
-            if claimed is not None:
-                # Committed before the ERP call: from now on nobody else
-                # calls the ERP for this key while the lease lives.
-                uow.commit()
-                return claimed, Claim(claimed, connection)
+            return claimed, Claim(claimed, connection)
+        with self.uow as uow:
             existing = uow.push_log.find(key)  # the earlier or winning row (committed)
             if existing is not None and existing.lease_expired(now):
+                connection = uow.connections.get_active(org)
                 taken = uow.push_log.take_over(
                     key,
                     now=now,
@@ -282,44 +294,48 @@ class PushAttempts:
         *,
         now: datetime | None = None,
     ) -> PushLogEntry | None:
-        """Write a claimed attempt's outcome and its outbox ``events`` in one transaction.
+        """:meth:`record_outcomes` of one outcome (``now`` defaults to the clock)."""
+        outcome_to_record = OutcomeToRecord(claim, outcome, events, now or self.clock())
+        return self.record_outcomes([outcome_to_record])[0]
 
-        ``now`` (default: the clock) is the row's ``updated_at``: the handler passes
+    def record_outcomes(self, outcomes: Sequence[OutcomeToRecord]) -> list[PushLogEntry | None]:
+        """Write claimed attempts' outcomes, each with its outbox events, in one statement.
+
+        Each outcome's ``now`` is its row's ``updated_at``: the handler passes
         the time its events were built at, which a retry's due time counts from.
 
-        Returns the updated row, or ``None`` when the row is no longer PENDING
-        (our lease expired and another worker recorded the attempt first; its
-        outcome stands and ``events`` are not written). With a batched store
-        the write shares one statement with other threads' outcomes (still one
-        transaction, committed before this returns).
+        Per outcome: the updated row, or ``None`` when the row is no longer
+        PENDING (our lease expired and another worker recorded the attempt
+        first; its outcome stands and these events are not written). Committed
+        before this returns.
         """
-        now = now or self.clock()
-        if self.batched is not None:
-            if not self.batched.record(claim.entry, outcome, events, now):
-                return None
-            return replace(
-                claim.entry,
-                status=outcome.status,
-                response_json=outcome.response_json,
-                error_message=outcome.error_message,
-                latency_ms=outcome.latency_ms,
-                updated_at=now,
+        writes = [
+            OutcomeWrite(
+                entry_id=o.claim.entry.id,
+                status=o.outcome.status,
+                now=o.now,
+                response_json=o.outcome.response_json,
+                error_message=o.outcome.error_message,
+                latency_ms=o.outcome.latency_ms,
+                events=o.events,
+            )
+            for o in outcomes
+        ]
+        recorded = self.writer.record_many(writes)
+        return [
+            replace(
+                o.claim.entry,
+                status=o.outcome.status,
+                response_json=o.outcome.response_json,
+                error_message=o.outcome.error_message,
+                latency_ms=o.outcome.latency_ms,
+                updated_at=o.now,
                 lease_expires_at=None,
             )
-        with self.uow as uow:
-            recorded = uow.push_log.update_outcome(
-                claim.entry.id,
-                status=outcome.status,
-                now=now,
-                response_json=outcome.response_json,
-                error_message=outcome.error_message,
-                latency_ms=outcome.latency_ms,
-            )
-            if recorded is not None:
-                for event in events:
-                    uow.outbox.add(event)
-            uow.commit()
-        return recorded
+            if done
+            else None
+            for o, done in zip(outcomes, recorded, strict=True)
+        ]
 
     def _decrypted(self, connection: ConnectionRecord) -> Mapping[str, Any]:
         """The decrypted config of ``connection`` (cached; a failure is not cached)."""

@@ -1,8 +1,12 @@
-"""What the push worker does with ONE consumed message (no Kafka client, no wire format here).
+"""What the push worker does with a batch of consumed messages (no Kafka client, no wire format).
 
-:meth:`PushHandler.handle` decodes a request, deduplicates it, claims the
-attempt, calls the ERP through :class:`~consumer.push_attempt.PushAttempts`
-and records the outcome together with its outbox event in one transaction:
+:meth:`PushHandler.handle_batch` decodes the batch's requests, claims the new
+keys of orders without history in ONE statement (the rest go through the full
+logic below, one by one: duplicates, deferrals, take-overs), calls the ERP for
+every claimed attempt concurrently (through the worker's ``run_concurrently``;
+the batch holds one record per key) and records every outcome together with
+its outbox events in ONE statement (:class:`~consumer.push_attempt.PushAttempts`
+and its :class:`~domain.push_writes.PushLogWriter`):
 
 * SUCCESS -> push log SUCCESS + ``PushResult`` SUCCESS;
 * retryable error (see ``consumer.push_attempt``) with attempts left -> push
@@ -77,8 +81,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
+from consumer.attempt_outcome import AttemptOutcome
 from consumer.handling import (
     DEFER_AFTER,
     DEFERRED,
@@ -87,7 +94,7 @@ from consumer.handling import (
     HandleResult,
     RetrySettings,
 )
-from consumer.push_attempt import Claim, PushAttempts
+from consumer.push_attempt import AttemptToClaim, Claim, OutcomeToRecord, PushAttempts
 from consumer.push_events import PushEvents
 from domain.messaging import InboundMessage, PushRequest, RecordCodec, Undecodable
 from domain.model import PushStatus
@@ -102,7 +109,20 @@ __all__ = [
     "Handled",
     "PushHandler",
     "RetrySettings",
+    "RunConcurrently",
+    "run_in_turn",
 ]
+
+X = TypeVar("X")
+Y = TypeVar("Y")
+#: Runs ``fn`` on each item, concurrently where it can; results in the items' order.
+RunConcurrently = Callable[[Callable[[X], Y], Sequence[X]], list[Y]]
+
+
+def run_in_turn(fn: Callable[[X], Y], items: Sequence[X]) -> list[Y]:
+    """A :data:`RunConcurrently` that runs the items one after another (tests, one record)."""
+    return [fn(item) for item in items]
+
 
 _log = logging.getLogger("orderflow.consumer")
 #: Level of the one line per push: DEBUG, since at thousands of pushes per second
@@ -110,6 +130,16 @@ _log = logging.getLogger("orderflow.consumer")
 #: the PushResult event record every outcome anyway. Deferrals, duplicates and
 #: dead letters stay at INFO/WARNING.
 _PUSH_LOG_LEVEL = logging.DEBUG
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """A claimed attempt of a batch, waiting for its ERP call."""
+
+    index: int
+    message: InboundMessage
+    request: PushRequest
+    claim: Claim
 
 
 class PushHandler:
@@ -150,34 +180,87 @@ class PushHandler:
         return self._codec.due_at(message)
 
     def handle(self, message: InboundMessage, attempts: PushAttempts | None = None) -> HandleResult:
-        """Process ``message``; return :class:`Handled` or a :class:`DeadLetter` to produce."""
+        """Process one ``message``: :meth:`handle_batch` of a batch of one."""
+        return self.handle_batch([message], attempts)[0]
+
+    def handle_batch(
+        self,
+        messages: Sequence[InboundMessage],
+        attempts: PushAttempts | None = None,
+        run_concurrently: RunConcurrently[_Call, AttemptOutcome] = run_in_turn,
+    ) -> list[HandleResult]:
+        """Process ``messages`` (one per key): per message, :class:`Handled` or a dead letter.
+
+        Nothing of a batch is recorded until every ERP call of it returned: a
+        batch that raises (the database is down) is run again by the worker,
+        and its claims, already committed, are then found and deferred or
+        taken over by the full logic like any redelivered record's.
+        """
         attempts = attempts or self._factory()
         now = (self._clock or attempts.clock)()
-        request = self._codec.decode_request(message)
-        if isinstance(request, Undecodable):
-            return self._events.dead_letter(
-                message, request.error_class, request.reason, now, request.failure
-            )
-        org, order, attempt = request.org_id, request.order, request.attempt
+        results: list[HandleResult | None] = [None] * len(messages)
+        requests: list[tuple[int, InboundMessage, PushRequest]] = []
+        for index, message in enumerate(messages):
+            request = self._codec.decode_request(message)
+            if isinstance(request, Undecodable):
+                results[index] = self._events.dead_letter(
+                    message, request.error_class, request.reason, now, request.failure
+                )
+            else:
+                requests.append((index, message, request))
+        # The quick way first: one statement claims every new key of an order without
+        # history, the common case; anything else -> the full logic, record by record.
+        fresh = attempts.claim_fresh(
+            [
+                AttemptToClaim(r.org_id, r.order, r.attempt, now, r.push_round)
+                for _, _, r in requests
+            ]
+        )
+        calls: list[_Call] = []
+        for (index, message, request), claim in zip(requests, fresh, strict=True):
+            if claim is None:
+                claimed = self._claim(attempts, message, request, now)
+                if isinstance(claimed, Handled):
+                    results[index] = claimed
+                    continue
+                claim = claimed
+            calls.append(_Call(index, message, request, claim))
+        if calls:
+            policy = self.settings.policy
 
-        # The quick way first: one (group-committed) statement claims a new key of an
-        # order without history, the common case; anything else -> the full logic.
-        claim = attempts.quick_claim(org, order, attempt, now=now, push_round=request.push_round)
-        if claim is None:
-            claimed = self._claim(attempts, message, request, now)
-            if isinstance(claimed, Handled):
-                return claimed
-            claim = claimed
-        outcome = attempts.call_erp(claim, order, attempt, self.settings.policy)
-        # One time for the events and the row: a retry is due ``delay`` after the
-        # RETRYING row's updated_at, never a few microseconds before it.
-        done_at = attempts.clock()
-        events = self._events.outcome(message, request, claim.entry, outcome, done_at)
-        if attempts.record_outcome(claim, outcome, events, now=done_at) is None:
-            # Our lease expired and another worker recorded the attempt first.
-            return Handled("superseded")
-        _log.log(_PUSH_LOG_LEVEL, "Push %s: %s", claim.entry.idempotency_key, outcome.status.value)
-        return Handled(outcome.status.value)
+            def call_erp(call: _Call) -> AttemptOutcome:
+                return attempts.call_erp(
+                    call.claim, call.request.order, call.request.attempt, policy
+                )
+
+            runner = run_concurrently if len(calls) > 1 else run_in_turn
+            outcomes = runner(call_erp, calls)
+            # One time for the events and the rows: a retry is due ``delay`` after the
+            # RETRYING row's updated_at, never a few microseconds before it.
+            done_at = attempts.clock()
+            to_record = [
+                OutcomeToRecord(
+                    call.claim,
+                    outcome,
+                    self._events.outcome(
+                        call.message, call.request, call.claim.entry, outcome, done_at
+                    ),
+                    done_at,
+                )
+                for call, outcome in zip(calls, outcomes, strict=True)
+            ]
+            recorded = attempts.record_outcomes(to_record)
+            for call, outcome, row in zip(calls, outcomes, recorded, strict=True):
+                if row is None:
+                    # Our lease expired and another worker recorded the attempt first.
+                    results[call.index] = Handled("superseded")
+                    continue
+                key = call.claim.entry.idempotency_key
+                _log.log(_PUSH_LOG_LEVEL, "Push %s: %s", key, outcome.status.value)
+                results[call.index] = Handled(outcome.status.value)
+        done = [r for r in results if r is not None]
+        assert len(done) == len(messages)
+        return done
 
     def _claim(
         self,

@@ -53,6 +53,7 @@ from consumer.push_attempt import (
 from domain.idempotency import generate_idempotency_key as _generate_key
 from domain.model import DraftOrder, PushStatus
 from domain.order_input import to_draft_order
+from domain.push_writes import PushLogWriter
 from domain.records import PushLogEntry, utc_now
 from domain.repositories import UnitOfWork
 from domain.retry import RetryPolicy, retry_delay
@@ -72,7 +73,9 @@ logger = logging.getLogger(__name__)
 class PushService:
     """Pushes draft orders to the organisation's ERP, exactly once, with retries.
 
-    Collaborators: ``uow`` (a ``domain.repositories.UnitOfWork``), ``registry``
+    Collaborators: ``uow`` (a ``domain.repositories.UnitOfWork``: reads the push
+    log), ``writer`` (the ``domain.push_writes.PushLogWriter`` every claim and
+    outcome is written through, a batch of one each), ``registry``
     (the connectors), ``cipher`` (decrypts connection configs), ``sleep``
     (seconds), ``clock`` (aware UTC ``datetime``), ``monotonic`` (seconds, for
     latency).
@@ -82,6 +85,7 @@ class PushService:
         self,
         *,
         uow: UnitOfWork,
+        writer: PushLogWriter,
         registry: ConnectorLookup,
         cipher: ConfigDecryptor,
         sleep: Callable[[float], None] | None = None,
@@ -102,6 +106,7 @@ class PushService:
             uow,
             registry,
             cipher,
+            writer=writer,
             clock=self._clock,
             monotonic=self._monotonic,
             lease_seconds=lease_seconds,

@@ -5,18 +5,19 @@ Poll loop (one thread) and ERP calls (a pool) are separate:
 * the loop polls, holds back retry-tier records that are not due yet (their
   partition is paused, the records kept in memory in order, and fed again
   once due: never early), and hands every other record to an
-  :class:`~consumer.ordered_executor.OrderedExecutor` keyed by the message key
-  (the draft order id): one order's records run in order, other orders
-  concurrently;
+  :class:`~consumer.ordered_batches.OrderedBatchExecutor` keyed by the message
+  key (the draft order id): a few pipeline threads each take a batch of ready
+  records of distinct keys (one order's records run in order, other orders
+  together or in concurrent batches);
 * a full executor stops the loop taking records (back-pressure): it waits for
   room, librdkafka keeping what it prefetched; an executor full for
   ``pause_after_s`` without room (a stuck ERP) pauses every assigned partition,
   so the loop polls on (rebalance callbacks run in poll); they resume once it
   drained to half;
-* a worker thread runs :class:`~consumer.push_handler.PushHandler`; its claim
-  and its outcome (with the outbox events) are group-committed with other
-  threads' (:mod:`consumer.batched_push_log`: one statement per batch, the
-  thread waits for the commit of its batch); a record is
+* a pipeline thread runs :meth:`~consumer.push_handler.PushHandler.handle_batch`
+  on its batch: one statement claims the batch, the ERP calls run on a pool of
+  ``concurrency`` threads (in-flight calls bounded by it), one statement records
+  the outcomes with their outbox events; a record is
   *complete* once its outcome committed (or its dead letter was acknowledged
   by the broker); :class:`~consumer.offsets.OffsetTracker` releases the
   contiguous completed prefix and the loop stores that offset (auto-commit
@@ -43,13 +44,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol
 
 from consumer.handling import DeadLetter, Handled, HandleResult, RetrySettings
 from consumer.offsets import OffsetTracker
-from consumer.ordered_executor import OrderedExecutor
+from consumer.ordered_batches import OrderedBatchExecutor
 from domain.messaging import (
     DeliveryOutcome,
     InboundMessage,
@@ -61,8 +63,10 @@ from domain.messaging import (
 
 _log = logging.getLogger("orderflow.consumer")
 
-#: Worker threads (parallel ERP calls) unless told otherwise; see ``WorkerSettings``.
-DEFAULT_CONCURRENCY = 64
+#: Parallel ERP calls unless told otherwise; see ``WorkerSettings``.
+DEFAULT_CONCURRENCY = 128
+#: Batches in progress at once unless told otherwise; see ``WorkerSettings``.
+DEFAULT_PIPELINES = 4
 
 PartitionKey = tuple[str, int]
 
@@ -70,16 +74,22 @@ PartitionKey = tuple[str, int]
 class RecordHandler(Protocol):
     """What the loop needs of :class:`~consumer.push_handler.PushHandler`.
 
-    ``new_attempts`` builds the per-thread state handed back to ``handle``
-    (a ``PushAttempts``: its unit of work is used by one thread at a time).
+    ``new_attempts`` builds the per-thread state handed back to
+    ``handle_batch`` (a ``PushAttempts``: its unit of work and writer are used
+    by one pipeline thread at a time); it has a ``close()``.
     """
 
     def new_attempts(self) -> Any:
-        """Per-thread state for :meth:`handle`."""
+        """Per-thread state for :meth:`handle_batch`."""
         ...
 
-    def handle(self, message: InboundMessage, attempts: Any = None) -> HandleResult:
-        """Process one record: done, or a dead letter to produce."""
+    def handle_batch(
+        self,
+        messages: Sequence[InboundMessage],
+        attempts: Any,
+        run_concurrently: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]],
+    ) -> list[HandleResult]:
+        """Process records of distinct keys: per record done, or a dead letter to produce."""
         ...
 
     def due_at(self, message: InboundMessage) -> datetime | None:
@@ -91,14 +101,19 @@ class RecordHandler(Protocol):
 class WorkerSettings:
     """Tuning of the push worker's loop and its retry schedule."""
 
-    #: Parallel ERP calls. They wait on the network (tens of ms each) and on the
-    #: group-committed claim and outcome (one shared round trip each): 500/s at 50 ms
-    #: needs 25 calls in flight plus the records waiting on the database. 64 beat 32 by
-    #: 15-30 % at 50 ms on 2 cores; 128 lost (GIL contention costs more than it hides).
+    #: Parallel ERP calls (threads of the ERP pool). They wait on the network: 1,500/s
+    #: at 50 ms needs 75 calls in flight; 64 capped the worker at 1,246/s, 128 did
+    #: 2,441/s (``make bench-quick``, MOCK at 50 ms). The threads only call the
+    #: connector, so idle ones cost nothing but their stacks.
     concurrency: int = DEFAULT_CONCURRENCY
+    #: Batches in progress at once: while one waits for its ERP calls or its
+    #: statements, the others are built, claimed and recorded.
+    pipelines: int = DEFAULT_PIPELINES
+    #: Most records of one batch (one claim and one outcome statement).
+    batch_size: int = 256
     #: Most records dispatched but not finished: fetching stops there (the worker
     #: process raises it to twice ``concurrency`` if lower).
-    max_pending: int = 256
+    max_pending: int = 1024
     #: How long the executor may stay full before its partitions are paused. Until
     #: then the loop just stops taking records (librdkafka keeps its prefetched ones):
     #: pausing drops them and resuming fetches them again, which left the pool idle
@@ -147,7 +162,10 @@ class PushWorker(Generic[MessageT]):
         self._dlq = dlq_topic
         self._clock = clock or (lambda: datetime.now(UTC))
         self._tracker: OffsetTracker[PartitionKey, MessageT] = OffsetTracker()
-        self._executor: OrderedExecutor | None = None
+        self._executor: OrderedBatchExecutor[MessageT] | None = None
+        self._calls: ThreadPoolExecutor | None = None
+        self._attempts_made: list[Any] = []
+        self._attempts_lock = threading.Lock()
         self._to_store: queue.SimpleQueue[MessageT] = queue.SimpleQueue()
         self._held: dict[PartitionKey, list[MessageT]] = {}
         self._due: dict[PartitionKey, datetime] = {}
@@ -170,7 +188,16 @@ class PushWorker(Generic[MessageT]):
     def run(self) -> None:
         """Consume until :meth:`stop`; then drain, store, commit and close."""
         s = self.settings
-        self._executor = OrderedExecutor(s.concurrency, s.max_pending, name="push-worker")
+        self._calls = ThreadPoolExecutor(s.concurrency, thread_name_prefix="erp-call")
+        self._executor = OrderedBatchExecutor(
+            self._run_batch,
+            # No more batches in progress than ERP calls allowed: with one call at a
+            # time, the next batch is claimed only once the previous one is recorded.
+            min(s.pipelines, s.concurrency),
+            s.max_pending,
+            max_batch=s.batch_size,
+            name="push-batch",
+        )
         self._consumer.subscribe(
             list(self._topics),
             on_assign=self._on_assign,
@@ -199,7 +226,7 @@ class PushWorker(Generic[MessageT]):
         for message in self._consumer.poll_batch(room, self._poll_timeout()):
             self._dispatch(message)
 
-    def _wait_for_room(self, executor: OrderedExecutor) -> bool:
+    def _wait_for_room(self, executor: OrderedBatchExecutor[MessageT]) -> bool:
         """While the executor is full (for less than ``pause_after_s``): wait for room.
 
         True if the loop waited instead of polling (see ``WorkerSettings.pause_after_s``).
@@ -243,7 +270,7 @@ class PushWorker(Generic[MessageT]):
         self._tracker.track(partition, message)
         key: Hashable = message.key if message.key is not None else partition
         assert self._executor is not None
-        self._executor.submit(key, lambda: self._run_one(message))
+        self._executor.submit(key, message)
 
     def _release_due(self) -> None:
         now = self._clock()
@@ -257,7 +284,7 @@ class PushWorker(Generic[MessageT]):
             if partition not in self._held and not self._backpressure:
                 self._consumer.resume([_to_partition(self._consumer, partition)])
 
-    def _apply_backpressure(self, executor: OrderedExecutor) -> None:
+    def _apply_backpressure(self, executor: OrderedBatchExecutor[MessageT]) -> None:
         if not self._backpressure and executor.is_full:
             self._backpressure = True
             self._consumer.pause(self._consumer.assignment())
@@ -270,31 +297,46 @@ class PushWorker(Generic[MessageT]):
             self._consumer.resume(resumable)
             _log.info("Back-pressure released, fetching resumed")
 
-    # --- one record (worker threads) ------------------------------------------------------
+    # --- one batch (pipeline threads) -----------------------------------------------------
     def _attempts(self) -> Any:
-        return getattr(self._local, "attempts", None)
+        attempts = getattr(self._local, "attempts", None)
+        if attempts is None:
+            attempts = self._handler.new_attempts()
+            self._local.attempts = attempts
+            with self._attempts_lock:
+                self._attempts_made.append(attempts)
+        return attempts
 
-    def _run_one(self, message: MessageT) -> None:
+    def _run_concurrently(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        calls = self._calls
+        assert calls is not None
+        return list(calls.map(fn, items))
+
+    def _run_batch(self, messages: list[MessageT]) -> None:
         while True:
             try:
-                attempts = self._attempts()
-                if attempts is None:
-                    attempts = self._handler.new_attempts()
-                    self._local.attempts = attempts
-                result = self._handler.handle(message, attempts)
+                results = self._handler.handle_batch(
+                    messages, self._attempts(), self._run_concurrently
+                )
                 break
             except Exception:
+                first = messages[0]
                 _log.exception(
-                    "Handling %s[%d]@%d failed", message.topic, message.partition, message.offset
+                    "Handling a batch of %d record(s) from %s[%d]@%d failed",
+                    len(messages),
+                    first.topic,
+                    first.partition,
+                    first.offset,
                 )
                 if self._stop.is_set():
                     return  # not completed: redelivered after restart
                 self._stop.wait(self.settings.error_backoff_s)
-        self._count(result.what if isinstance(result, Handled) else "dead_lettered")
-        if isinstance(result, DeadLetter):
-            self._produce_dead_letter(message, result)
-        else:
-            self._complete(message)
+        for message, result in zip(messages, results, strict=True):
+            self._count(result.what if isinstance(result, Handled) else "dead_lettered")
+            if isinstance(result, DeadLetter):
+                self._produce_dead_letter(message, result)
+            else:
+                self._complete(message)
 
     def _produce_dead_letter(self, message: MessageT, letter: DeadLetter) -> None:
         def delivered(report: DeliveryOutcome) -> None:
@@ -380,12 +422,15 @@ class PushWorker(Generic[MessageT]):
                 self._producer.poll(0.05)
                 self._store_completed()
             executor.shutdown(timeout=max(0.0, deadline - time.monotonic()))
-        close = getattr(self._handler, "close", None)  # test doubles may have none
-        try:
-            if close is not None:
-                close()
-        except Exception:
-            _log.exception("Closing the push handler failed")
+        if self._calls is not None:
+            self._calls.shutdown(wait=False, cancel_futures=True)
+        with self._attempts_lock:
+            made, self._attempts_made = self._attempts_made, []
+        for attempts in made:
+            try:
+                attempts.close()
+            except Exception:
+                _log.exception("Closing a pipeline's push attempts failed")
         self._producer.flush(min(10.0, self.settings.drain_timeout_s))
         self._store_completed()
         try:

@@ -1,12 +1,12 @@
-"""The push worker's hot-path writes, as values a batched store takes (no I/O here).
+"""The push log's writes: claims and outcomes, a batch per statement (no I/O here).
 
-The push worker claims an attempt and later records its outcome with its
-outbox events. Under load many worker threads do this at once; a batched
-store (``adapters.postgres.push_log_sql``) writes the claims (or the outcomes)
-of several threads in ONE statement. These values are what one thread hands
-over and what it gets back; each keeps the per-record meaning of
-``PushLogStore.claim`` / ``update_outcome`` + ``OutboxStore.add``.
-:class:`PushLogWriter` is the port of such a store.
+Every push claims an attempt (a PENDING row, committed before the ERP is
+called) and later records its outcome together with its outbox events. The
+push worker does both for a whole batch of records at once; the synchronous
+``PushService`` does them with a batch of one. :class:`PushLogWriter` is the
+one port of these writes (``adapters.postgres.push_log_sql`` on PostgreSQL,
+an in-memory fake in the unit tests); these values are what a caller hands
+over and gets back.
 """
 
 from __future__ import annotations
@@ -23,17 +23,19 @@ from domain.records import ConnectionRecord, OutboxEvent, PushLogEntry
 
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
-    """Claim ``entry`` (a new PENDING row) if the order's history allows the quick way.
+    """Claim ``entry`` (a new PENDING row): inserted only if its idempotency key is new.
 
-    The quick way inserts the row only when its idempotency key is new AND,
-    for attempt 0, the (org, order) has no push-log row at all, or, for a later
-    attempt, no SUCCESS row and no row of a later push round. Anything else
-    (history to look at, a conflicting key) is left alone and answered "not
-    claimed": the caller then runs the full logic (duplicate, deferral,
-    take-over), which sees an unchanged table.
+    With ``fresh_only`` (the push worker's first look at a record) the row is
+    inserted only when, besides, for attempt 0 the (org, order) has no
+    push-log row at all, or for a later attempt no SUCCESS row and no row of a
+    later push round. Anything else (history to look at, a conflicting key) is
+    left alone and answered "not claimed": the caller then runs the full logic
+    (duplicate, deferral, take-over), which sees an unchanged table and claims
+    with ``fresh_only=False`` once it decided the attempt is due.
     """
 
     entry: PushLogEntry
+    fresh_only: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +71,23 @@ class OutcomeWrite:
 
 
 class PushLogWriter(Protocol):
-    """The push log's batched writer: one statement (one transaction) per call.
+    """The push log's writer: one statement (one transaction) per call, any batch size.
 
     ``adapters.postgres.push_log_sql.PushLogBatchWriter`` implements it on
-    PostgreSQL; each call is atomic and committed when it returns.
+    PostgreSQL; each call is atomic and committed when it returns. The
+    requests of one call have distinct idempotency keys.
     """
 
     def claim_many(self, requests: Sequence[ClaimRequest]) -> list[ClaimGrant]:
-        """One :class:`ClaimGrant` per request, in order."""
+        """One :class:`ClaimGrant` per request, in order (a key that exists is not claimed)."""
         ...
 
     def record_many(self, writes: Sequence[OutcomeWrite]) -> list[bool]:
-        """Per write: True if recorded (the row was PENDING), with its events."""
+        """Per write: True if recorded (the row was PENDING), with its events in order.
+
+        An event without a ``value`` gets the writer's encoding of it (the
+        relay publishes stored bytes).
+        """
         ...
 
     def close(self) -> None:

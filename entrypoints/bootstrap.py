@@ -24,6 +24,7 @@ from adapters.crypto.keys import EncryptionError
 from adapters.postgres.engine import make_engine as _make_engine
 from adapters.postgres.engine import make_session_factory
 from adapters.postgres.models import use_registered_connector_types
+from adapters.postgres.push_log_sql import PushLogBatchWriter
 from adapters.postgres.repositories import OutboxValueEncoder
 from adapters.postgres.unit_of_work import SessionUnitOfWork, SqlAlchemyUnitOfWork
 from consumer.push_service import ConfigDecryptor, ConnectorLookup, PushService
@@ -98,6 +99,23 @@ def unit_of_work_for_session(session: object) -> UnitOfWork:
     return SessionUnitOfWork(session, outbox_encoder=outbox_value_encoder())
 
 
+def push_log_writer(
+    session: object = None, *, database_url: str | None = None
+) -> PushLogBatchWriter:
+    """The push-log writer: in a caller's SQLAlchemy ``session``, else on its own connection.
+
+    Its own connection goes to ``database_url`` (default ``$DATABASE_URL``).
+    """
+    encoder = outbox_value_encoder()
+    if session is not None:
+        if not isinstance(session, Session):
+            raise TypeError(
+                f"db_session must be a sqlalchemy.orm.Session, got {type(session).__name__}"
+            )
+        return PushLogBatchWriter.on_session(session, encoder=encoder)
+    return PushLogBatchWriter(database_url or database_url_from_env(), encoder=encoder)
+
+
 def outbox_value_encoder(*, validate: bool = True) -> OutboxValueEncoder:
     """Encodes each outbox event's Kafka value as it is written (the relay moves bytes).
 
@@ -142,8 +160,11 @@ def build_push_orchestrator(
     """
     if uow is None:
         uow = sql_unit_of_work(session=session, database_url=database_url)
+    if session is None and database_url is None and isinstance(uow, SqlAlchemyUnitOfWork):
+        database_url = uow.database_url  # the writer writes where the unit of work reads
     return PushService(
         uow=uow,
+        writer=push_log_writer(session, database_url=database_url),
         registry=registry if registry is not None else default_registry(),
         cipher=cipher if cipher is not None else default_cipher(),
         sleep=sleep,

@@ -7,7 +7,7 @@
   read the command line into it. The master key is not a setting: the cipher
   reads ``ENCRYPTION_MASTER_KEY`` where it is used, so it never appears in a repr.
 * :func:`build_worker` - a :class:`~consumer.worker.PushWorker` wired to
-  PostgreSQL (group-committed push log writes), Kafka (consumer group, DLQ
+  PostgreSQL (a batched push-log writer per pipeline thread), Kafka (consumer group, DLQ
   producer), the record codec, the connector registry and the cipher.
 * :func:`run_worker` / :func:`main` - run it until SIGTERM/SIGINT.
 """
@@ -31,7 +31,7 @@ from adapters.kafka.producer import EventProducer
 from adapters.kafka.record_codec import KafkaAvroRecordCodec
 from adapters.kafka.topics import TopicNames, ensure_topics
 from adapters.postgres.push_log_sql import PushLogBatchWriter
-from consumer.batched_push_log import BatchedPushLog, ValueEncoder
+from adapters.postgres.repositories import OutboxValueEncoder
 from consumer.handling import RetrySettings
 from consumer.push_attempt import (
     DEFAULT_LEASE_SECONDS,
@@ -67,9 +67,6 @@ class WorkerConfig:
     ensure_topics: bool = True
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     consumer_extra: dict[str, Any] | None = None
-    #: Claims and outcomes of concurrent records written in shared statements
-    #: (:mod:`consumer.batched_push_log`); False: one unit of work per record.
-    group_commit: bool = True
     #: The loop's tuning and the retry schedule.
     worker: WorkerSettings = field(default_factory=WorkerSettings)
 
@@ -79,7 +76,7 @@ class WorkerConfig:
         return self.worker.retry
 
 
-def outcome_value_encoder() -> ValueEncoder:
+def outcome_value_encoder() -> OutboxValueEncoder:
     """The Kafka value encoder of the worker's outbox events (PushResult, retries, DLQ).
 
     The composition root's encoder without fastavro's ``validate`` before writing
@@ -116,21 +113,16 @@ def build_worker(
     registry = registry if registry is not None else bootstrap.default_registry()
     lease = config.lease_seconds
 
-    batched = None
-    if config.group_commit:
-        url = config.database_url
-        batched = BatchedPushLog(lambda: PushLogBatchWriter(url), encoder=outcome_value_encoder())
+    url = config.database_url
+    encoder = outcome_value_encoder()
 
     def new_attempts() -> PushAttempts:
+        # One per pipeline thread: its unit of work and its writer's connection.
         uow = bootstrap.sql_unit_of_work(session_factory=factory)
-        return PushAttempts(uow, registry, cipher, lease_seconds=lease, batched=batched)
+        writer = PushLogBatchWriter(url, encoder=encoder)
+        return PushAttempts(uow, registry, cipher, writer=writer, lease_seconds=lease)
 
-    handler = PushHandler(
-        new_attempts,
-        retry,
-        codec=codec if codec is not None else record_codec(),
-        on_close=batched.close if batched is not None else None,
-    )
+    handler = PushHandler(new_attempts, retry, codec=codec if codec is not None else record_codec())
     consumer = EventConsumer(
         consumer_config(
             config.bootstrap_servers,

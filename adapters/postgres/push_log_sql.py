@@ -21,6 +21,10 @@ ORM statement cost.
   in the order given (their BIGSERIAL ids give the publish order), in the
   same statement: an outcome and its events commit together or not at all.
 
+The same statements run on the writer's own connection (the push worker) or
+in a caller's SQLAlchemy session (``PushOrchestrator(db_session)``): one write
+path, whoever pushes.
+
 A connection error closes the connection (the next batch reconnects) and
 propagates, so every record of the failed batch is retried by its worker.
 """
@@ -32,14 +36,17 @@ import json
 import threading
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
+from sqlalchemy.orm import Session
 
 from adapters.postgres.outbox_relay import session_dsn
+from adapters.postgres.outbox_store import OutboxValueEncoder
 from domain.model import ConnectionStatus
 from domain.push_writes import ClaimGrant, ClaimRequest, OutcomeWrite
 from domain.records import ConnectionRecord
@@ -49,9 +56,10 @@ WITH req AS (
     SELECT * FROM unnest(
         %(id)s::uuid[], %(org_id)s::uuid[], %(draft_order_id)s::uuid[], %(key)s::text[],
         %(attempt)s::int[], %(request_json)s::jsonb[], %(now)s::timestamptz[],
-        %(lease)s::timestamptz[], %(push_round)s::int[], %(previous_key)s::text[]
+        %(lease)s::timestamptz[], %(push_round)s::int[], %(previous_key)s::text[],
+        %(fresh_only)s::bool[]
     ) AS r(id, org_id, draft_order_id, idempotency_key, attempt, request_json, now, lease,
-           push_round, previous_key)
+           push_round, previous_key, fresh_only)
 ),
 conn AS (
     SELECT c.id, c.org_id, c.connector_type, c.config_encrypted, c.status,
@@ -69,7 +77,7 @@ ins AS (
            r.idempotency_key, r.attempt, r.attempt, r.now, r.now, r.lease,
            r.push_round, r.previous_key
     FROM req r LEFT JOIN conn c ON c.org_id = r.org_id
-    WHERE NOT EXISTS (
+    WHERE NOT r.fresh_only OR NOT EXISTS (
         SELECT 1 FROM erp_push_log h
         WHERE h.org_id = r.org_id AND h.draft_order_id = r.draft_order_id
           AND (r.attempt = 0 OR h.status = 'SUCCESS' OR h.push_round > r.push_round)
@@ -138,16 +146,39 @@ def _iso(value: datetime | None) -> str | None:
 
 
 class PushLogBatchWriter:
-    """Batched claim and outcome statements on one dedicated connection (see the module).
+    """Batched claim and outcome statements (see the module docstring).
 
-    Meant for one group-commit thread (a lock keeps stray concurrent use safe).
-    The connection opens on first use, not here.
+    ``PushLogBatchWriter(database_url)`` owns one connection in autocommit mode
+    (opened on first use): one statement, one transaction. Meant for one
+    thread at a time (a lock keeps stray concurrent use safe).
+    :meth:`on_session` runs the same statements in a caller's SQLAlchemy
+    session and commits it. ``encoder`` encodes the Kafka value of an outbox
+    event written without one (``None``: left to the relay).
     """
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, encoder: OutboxValueEncoder | None = None) -> None:
         self._dsn = session_dsn(database_url)
         self._conn: Any = None
+        self._session: Session | None = None
+        self._encoder = encoder
         self._lock = threading.Lock()
+
+    @classmethod
+    def on_session(
+        cls, session: Session, *, encoder: OutboxValueEncoder | None = None
+    ) -> PushLogBatchWriter:
+        """A writer whose statements run in ``session``, each committed with it.
+
+        For ``PushOrchestrator(db_session)``: the caller's session is the one
+        connection, so the push log is written where the caller reads it.
+        """
+        writer = cls.__new__(cls)
+        writer._dsn = {}
+        writer._conn = None
+        writer._session = session
+        writer._encoder = encoder
+        writer._lock = threading.Lock()
+        return writer
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"  # never the DSN (it may hold a password)
@@ -164,6 +195,8 @@ class PushLogBatchWriter:
 
     def _execute(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self._lock:
+            if self._session is not None:
+                return self._execute_in_session(self._session, sql, params)
             conn = self._connection()
             try:
                 with conn.cursor() as cursor:
@@ -175,8 +208,24 @@ class PushLogBatchWriter:
                 self.close()
                 raise
 
+    @staticmethod
+    def _execute_in_session(
+        session: Session, sql: str, params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        try:
+            driver = session.connection().connection.driver_connection
+            assert isinstance(driver, psycopg2.extensions.connection), type(driver)
+            with driver.cursor() as cursor:
+                cursor.execute(sql, params)
+                rows: list[tuple[Any, ...]] = cursor.fetchall()
+            session.commit()
+            return rows
+        except BaseException:
+            session.rollback()
+            raise
+
     def close(self) -> None:
-        """Close the connection (a later call opens a new one)."""
+        """Close the own connection (a later call opens a new one); a session stays open."""
         conn, self._conn = self._conn, None
         if conn is not None and not conn.closed:
             with contextlib.suppress(psycopg2.Error):  # closing a broken connection
@@ -198,12 +247,15 @@ class PushLogBatchWriter:
                 "lease": [_iso(e.lease_expires_at) for e in entries],
                 "push_round": [e.push_round for e in entries],
                 "previous_key": [e.previous_idempotency_key for e in entries],
+                "fresh_only": [r.fresh_only for r in requests],
             },
         )
         granted: dict[str, ConnectionRecord | None] = {}
         connections: dict[str, ConnectionRecord] = {}
         for row in rows:
-            entry_id, conn_id = row[0], row[1]
+            # Text on the own connection; UUIDs in a SQLAlchemy session (its dialect
+            # registers psycopg2's UUID type): str() of either is the same key.
+            entry_id, conn_id = str(row[0]), None if row[1] is None else str(row[1])
             if conn_id is None:
                 granted[entry_id] = None
                 continue
@@ -211,7 +263,7 @@ class PushLogBatchWriter:
             if record is None:
                 record = ConnectionRecord(
                     id=uuid.UUID(conn_id),
-                    org_id=uuid.UUID(row[2]),
+                    org_id=uuid.UUID(str(row[2])),
                     connector_type=row[3],
                     config_encrypted=bytes(row[4]),
                     status=ConnectionStatus(row[5]),
@@ -233,7 +285,15 @@ class PushLogBatchWriter:
         Returns, per write, True if it was recorded (False: the row was no
         longer PENDING; its events were not written).
         """
-        events = [(str(w.entry_id), e) for w in writes for e in w.events]
+        encoder = self._encoder
+        events = [
+            (
+                str(w.entry_id),
+                e if e.value is not None or encoder is None else replace(e, value=encoder(e)),
+            )
+            for w in writes
+            for e in w.events
+        ]
         rows = self._execute(
             _RECORD_SQL,
             {
@@ -258,5 +318,5 @@ class PushLogBatchWriter:
                 ],
             },
         )
-        recorded = {row[0] for row in rows}
+        recorded = {str(row[0]) for row in rows}
         return [str(w.entry_id) in recorded for w in writes]

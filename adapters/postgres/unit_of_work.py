@@ -64,6 +64,13 @@ class SqlAlchemyUnitOfWork(_SessionStores):
         self._session_factory = session_factory
         self._outbox_encoder = outbox_encoder
 
+    @property
+    def database_url(self) -> str | None:
+        """The URL the sessions connect to (``None``: the factory has no engine bound)."""
+        bind = self._session_factory.kw.get("bind")
+        url = getattr(bind, "url", None)
+        return None if url is None else str(url.render_as_string(hide_password=False))
+
     def __enter__(self) -> Self:
         if self._session is not None:
             raise RuntimeError("SqlAlchemyUnitOfWork blocks must not be nested")

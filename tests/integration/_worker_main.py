@@ -9,11 +9,11 @@ handlers, drain, commit), plus two test hooks set by environment variables:
   ``O_APPEND`` single writes, so several worker processes share one journal and
   its line order is the real order of the calls. ``end ... SUCCESS`` lines are the
   exports; a call cut short by SIGKILL leaves a ``start`` without its ``end``.
-* ``ORDERFLOW_TEST_KILL_AFTER_SUCCESSES=N``: right after the N-th SUCCESS outcome
-  was committed to the database (push log + outbox), the process SIGKILLs itself:
-  the crash lands after the DB commit and before the record's offset is even
-  stored, let alone committed. A ``killed ORDER_ID ATTEMPT PID`` line is journaled
-  first.
+* ``ORDERFLOW_TEST_KILL_AFTER_SUCCESSES=N``: right after the batch holding the
+  N-th SUCCESS outcome was committed to the database (push log + outbox), the
+  process SIGKILLs itself: the crash lands after the DB commit and before the
+  record's offset is even stored, let alone committed. A ``killed ORDER_ID
+  ATTEMPT PID`` line is journaled first.
 
 Every worker started this way also uses a 6 s group session timeout (the broker's
 minimum), so a SIGKILLed member is replaced in seconds rather than 45.
@@ -28,12 +28,11 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
-from consumer.push_attempt import AttemptOutcome, Claim, PushAttempts
+from consumer.push_attempt import AttemptOutcome, Claim, OutcomeToRecord, PushAttempts
 from domain.model import DraftOrder, PushStatus
-from domain.records import OutboxEvent, PushLogEntry
+from domain.records import PushLogEntry
 from domain.retry import RetryPolicy
 from entrypoints import cli, worker_process
 
@@ -62,7 +61,7 @@ def _instrument() -> None:
 
     setattr(worker_process, "config_from_args", with_short_session)  # noqa: B010 - a test hook
     call_erp = PushAttempts.call_erp
-    record_outcome = PushAttempts.record_outcome
+    record_outcomes = PushAttempts.record_outcomes
     kill_after = int(os.environ.get(KILL_ENV) or 0)
     lock = threading.Lock()
     successes = [0]
@@ -76,25 +75,24 @@ def _instrument() -> None:
         return outcome
 
     def record_then_maybe_die(
-        self: PushAttempts,
-        claim: Claim,
-        outcome: AttemptOutcome,
-        events: Sequence[OutboxEvent] = (),
-        *,
-        now: datetime | None = None,
-    ) -> PushLogEntry | None:
-        recorded = record_outcome(self, claim, outcome, events, now=now)
-        if kill_after and recorded is not None and outcome.status is PushStatus.SUCCESS:
+        self: PushAttempts, outcomes: Sequence[OutcomeToRecord]
+    ) -> list[PushLogEntry | None]:
+        recorded = record_outcomes(self, outcomes)
+        if not kill_after:
+            return recorded
+        for item, row in zip(outcomes, recorded, strict=True):
+            if row is None or item.outcome.status is not PushStatus.SUCCESS:
+                continue
             with lock:
                 successes[0] += 1
                 if successes[0] >= kill_after:
-                    entry = claim.entry
+                    entry = item.claim.entry
                     _journal(f"killed {entry.draft_order_id} {entry.attempt}")
                     os.kill(os.getpid(), signal.SIGKILL)
         return recorded
 
     setattr(PushAttempts, "call_erp", journaled_call_erp)  # noqa: B010 - a test hook
-    setattr(PushAttempts, "record_outcome", record_then_maybe_die)  # noqa: B010
+    setattr(PushAttempts, "record_outcomes", record_then_maybe_die)  # noqa: B010
 
 
 def main(argv: Sequence[str] | None = None) -> Any:

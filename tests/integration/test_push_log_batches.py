@@ -1,10 +1,11 @@
 """The push worker's batched claim and outcome statements on a real PostgreSQL.
 
 ``PushLogBatchWriter`` writes many claims (or outcomes with their outbox
-events) in one statement; ``BatchedPushLog`` feeds it from many threads. These
-tests pin the per-record meaning: exactly one of racing claims of a key wins,
-history sends a record to the full logic with nothing written, an outcome and
-its events commit together or not at all, and a failed batch fails each caller.
+events) in one statement, on its own connection (the worker's pipelines) or in
+a caller's session (``PushOrchestrator(db_session)``). These tests pin the
+per-record meaning: exactly one of racing claims of a key wins, history sends a
+record to the full logic with nothing written, an outcome and its events commit
+together or not at all, and a failed statement raises.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import psycopg2
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from adapters.postgres.push_log_sql import PushLogBatchWriter
-from consumer.batched_push_log import BatchedPushLog
-from consumer.group_commit import GroupCommitError
-from consumer.push_attempt import AttemptOutcome
 from domain.model import PushStatus
 from domain.push_writes import ClaimRequest, OutcomeWrite
 from domain.records import AGGREGATE_DRAFT_ORDER, OutboxEvent, PushLogEntry
@@ -301,40 +301,52 @@ def test_a_failing_outcome_batch_writes_nothing_of_it(
     assert writer.record_many([OutcomeWrite(good.id, PushStatus.SUCCESS, NOW)]) == [True]
 
 
-# --- BatchedPushLog: many threads, one statement per batch ----------------------------------
+# --- several writers at once (the worker's pipelines), the encoder, failures, sessions ---------
 
 
-def test_concurrent_threads_claim_and_record_through_shared_batches(
-    db: str, engine: Engine
-) -> None:
+def test_concurrent_writers_claim_and_record_batches_exactly_once(db: str, engine: Engine) -> None:
     org = uuid.uuid4()
     add_connection(engine, org)
-    batched = BatchedPushLog(lambda: PushLogBatchWriter(db), encoder=lambda e: b"encoded")
     orders = [uuid.uuid4() for _ in range(40)]
     errors: list[BaseException] = []
+    won: list[int] = []
+    lock = threading.Lock()
 
-    def push(order: uuid.UUID) -> None:
+    def pipeline() -> None:
+        # Every pipeline tries to claim the SAME 40 keys in one statement.
+        writer = PushLogBatchWriter(db, encoder=lambda e: b"encoded")
         try:
-            entry = pending(org, order)
-            grant = batched.claim(entry)
-            assert grant.claimed and grant.connection is not None
-            outcome = AttemptOutcome(PushStatus.SUCCESS, response_json={"ok": True}, latency_ms=1)
-            result = replace(event(order, org, 0), value=None)  # the encoder fills it
-            assert batched.record(entry, outcome, [result], NOW)
-            # The same key again is not claimed the quick way (the full logic decides).
-            assert not batched.claim(pending(org, order)).claimed
+            entries = [pending(org, order, key=f"{order}-r0-0") for order in orders]
+            grants = writer.claim_many([ClaimRequest(e) for e in entries])
+            mine = [e for e, g in zip(entries, grants, strict=True) if g.claimed]
+            assert all(g.connection is not None for g in grants if g.claimed)
+            outcome_writes = [
+                OutcomeWrite(
+                    e.id,
+                    PushStatus.SUCCESS,
+                    NOW,
+                    response_json={"ok": True},
+                    latency_ms=1,
+                    events=[replace(event(e.draft_order_id, org, 0), value=None)],
+                )
+                for e in mine
+            ]
+            if outcome_writes:
+                assert writer.record_many(outcome_writes) == [True] * len(mine)
+            with lock:
+                won.append(len(mine))
         except BaseException as exc:  # reported below
             errors.append(exc)
+        finally:
+            writer.close()
 
-    threads = [threading.Thread(target=push, args=(o,)) for o in orders]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-    finally:
-        batched.close()
+    threads = [threading.Thread(target=pipeline) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
     assert errors == []
+    assert sum(won) == 40  # each key claimed by exactly one pipeline
     assert rows(engine, "SELECT status, count(*) FROM erp_push_log GROUP BY status") == [
         ("SUCCESS", 40)
     ]
@@ -343,33 +355,59 @@ def test_concurrent_threads_claim_and_record_through_shared_batches(
     assert rows(engine, "SELECT count(*) FROM outbox_event") == [(40,)]
 
 
-def test_every_caller_of_a_failing_batch_sees_the_error() -> None:
-    # Nothing listens on port 9 of localhost: every batch fails to connect.
-    batched = BatchedPushLog(
-        lambda: PushLogBatchWriter("postgresql+psycopg2://nobody@127.0.0.1:9/none")
-    )
-    failures: list[BaseException] = []
-    lock = threading.Lock()
+def test_a_writer_that_cannot_connect_raises_and_never_shows_its_dsn() -> None:
+    # Nothing listens on port 9 of localhost.
+    writer = PushLogBatchWriter("postgresql+psycopg2://nobody:secret@127.0.0.1:9/none")
+    with pytest.raises(psycopg2.OperationalError):
+        writer.claim_many([ClaimRequest(pending(uuid.uuid4(), uuid.uuid4()))])
+    assert repr(writer) == "PushLogBatchWriter()"
+    writer.close()
 
-    def claim() -> None:
-        try:
-            batched.claim(pending(uuid.uuid4(), uuid.uuid4()))
-        except GroupCommitError as exc:
-            with lock:
-                failures.append(exc)
 
-    threads = [threading.Thread(target=claim) for _ in range(10)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-    finally:
-        batched.close()
-    assert len(failures) == 10
-    assert all(type(f.__cause__).__name__ == "OperationalError" for f in failures)
-    # No password or DSN in what the callers see beyond libpq's own connection message.
-    assert repr(PushLogBatchWriter("postgresql://u:secret@h/db")) == "PushLogBatchWriter()"
+def test_a_claim_that_is_not_fresh_only_ignores_history_but_never_a_taken_key(
+    writer: PushLogBatchWriter, engine: Engine
+) -> None:
+    org, order = uuid.uuid4(), uuid.uuid4()
+    add_connection(engine, org)
+    [first] = writer.claim_many([ClaimRequest(pending(org, order, key=f"{order}-r0-0"))])
+    assert first.claimed
+    retry = pending(org, order, attempt=1, key=f"{order}-r0-1")
+    # attempt 1 with attempt 0 still PENDING: the quick way lets it through too (no SUCCESS)
+    # but a second attempt 0 of the order is history the full logic must look at.
+    again = pending(org, order, key=f"{order}-r0-0b")
+    assert not writer.claim_many([ClaimRequest(again)])[0].claimed
+    assert writer.claim_many([ClaimRequest(again, fresh_only=False)])[0].claimed
+    assert writer.claim_many([ClaimRequest(retry, fresh_only=False)])[0].claimed
+    taken = pending(org, order, key=f"{order}-r0-0")
+    assert not writer.claim_many([ClaimRequest(taken, fresh_only=False)])[0].claimed
+    assert rows(engine, "SELECT count(*) FROM erp_push_log WHERE draft_order_id = :o", o=order) == [
+        (3,)
+    ]
+
+
+def test_a_writer_on_a_session_commits_in_the_callers_session(db: str, engine: Engine) -> None:
+    org, order = uuid.uuid4(), uuid.uuid4()
+    add_connection(engine, org)
+    with Session(engine) as session:
+        writer = PushLogBatchWriter.on_session(session, encoder=lambda e: b"v")
+        entry = pending(org, order, key=f"{order}-r0-0")
+        [grant] = writer.claim_many([ClaimRequest(entry)])
+        assert grant.claimed and grant.connection is not None
+        # Committed: another connection sees the claim at once.
+        assert rows(engine, "SELECT status FROM erp_push_log WHERE id = :i", i=entry.id) == [
+            ("PENDING",)
+        ]
+        write = OutcomeWrite(
+            entry.id, PushStatus.FAILED, NOW, error_message="no", events=[event(order, org, 0)]
+        )
+        assert writer.record_many(
+            [replace(write, events=[replace(e, value=None) for e in write.events])]
+        ) == [True]
+    assert rows(engine, "SELECT status FROM erp_push_log WHERE id = :i", i=entry.id) == [
+        ("FAILED",)
+    ]
+    values = rows(engine, "SELECT value FROM outbox_event WHERE aggregate_id = :o", o=order)
+    assert [bytes(v[0]) for v in values] == [b"v"]  # type: ignore[arg-type]
 
 
 def test_claims_carry_their_push_round_and_yield_to_a_later_round(

@@ -34,6 +34,7 @@ from domain.records import ConnectionRecord
 from domain.redaction import RedactedConfig, undeclared_secret_values
 from producer.connection_admin import ConnectionAdmin, config_view
 from tests.fakes import FakeCipher, FakeClock, FakeConnector, FakeRegistry, FakeUnitOfWork
+from tests.push_log_fakes import FakePushLogWriter
 
 SECRET = "undeclared-Secret-9f2c"
 
@@ -196,6 +197,7 @@ def test_the_push_path_treats_every_value_of_a_schemaless_config_as_secret() -> 
     clock = FakeClock()
     push = PushService(
         uow=uow,
+        writer=FakePushLogWriter(uow),
         registry=FakeRegistry({"ECHO": connector}),
         cipher=cipher,
         sleep=clock.sleep,

@@ -11,11 +11,10 @@ import base64
 import json
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -27,7 +26,7 @@ from adapters.avro.records import push_requested_from_outbox, push_requested_rec
 from adapters.kafka.consumer import ConsumedMessage
 from adapters.kafka.headers import EventHeaders, build_headers
 from adapters.kafka.record_codec import KafkaAvroRecordCodec
-from consumer.push_attempt import NO_ACTIVE_CONNECTION, AttemptOutcome, PushAttempts
+from consumer.push_attempt import NO_ACTIVE_CONNECTION, PushAttempts
 from consumer.push_handler import (
     DEFER_AFTER,
     DEFERRED,
@@ -41,7 +40,6 @@ from domain.events import EVENT_PUSH_DEAD_LETTERED, EVENT_PUSH_RESULT
 from domain.idempotency import generate_idempotency_key
 from domain.model import DraftOrder, OrderLine, PushStatus
 from domain.ports import ExportResult
-from domain.push_writes import ClaimGrant
 from domain.records import ConnectionRecord, OutboxEvent, PushLogEntry
 from producer.push_again import PushAgainOutcome, push_again
 from tests.fakes import (
@@ -53,6 +51,7 @@ from tests.fakes import (
     FakeUnitOfWork,
     succeed,
 )
+from tests.push_log_fakes import FakePushLogWriter
 
 SECRET = "s3cr3t-Pa55w0rd-XYZ"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -76,78 +75,6 @@ def make_order(org: uuid.UUID) -> DraftOrder:
     )
 
 
-class FakeBatchedWrites:
-    """The group-committed claim and outcome writes over a ``FakeDatabase``.
-
-    Same rules as ``adapters.postgres.push_log_sql`` (its integration tests pin
-    them on PostgreSQL): a claim is inserted only for a new key of an order
-    without history (attempt 0) or without SUCCESS or a later round's row (later
-    attempts); an outcome
-    and its events only while the row is PENDING.
-    """
-
-    def __init__(self, db: FakeDatabase) -> None:
-        self.db = db
-        self.claimed = 0
-        self.recorded = 0
-
-    def claim(self, entry: PushLogEntry) -> ClaimGrant:
-        history = [
-            e
-            for e in self.db.push_log.values()
-            if e.org_id == entry.org_id and e.draft_order_id == entry.draft_order_id
-        ]
-        if any(e.idempotency_key == entry.idempotency_key for e in history):
-            return ClaimGrant(False)
-        if any(
-            entry.attempt == 0 or e.status is PushStatus.SUCCESS or e.push_round > entry.push_round
-            for e in history
-        ):
-            return ClaimGrant(False)
-        connection = next(
-            (c for c in self.db.connections.values() if c.org_id == entry.org_id and c.is_active),
-            None,
-        )
-        stored = replace(entry, connector_type=connection.connector_type if connection else None)
-        self.db.push_log[entry.id] = stored
-        self.claimed += 1
-        return ClaimGrant(True, connection)
-
-    def record(
-        self,
-        entry: PushLogEntry,
-        outcome: AttemptOutcome,
-        events: Sequence[OutboxEvent],
-        now: datetime,
-    ) -> bool:
-        row = self.db.push_log.get(entry.id)
-        if row is None or row.status is not PushStatus.PENDING:
-            return False
-        self.db.push_log[entry.id] = replace(
-            row,
-            status=outcome.status,
-            response_json=outcome.response_json,
-            error_message=outcome.error_message,
-            latency_ms=outcome.latency_ms,
-            lease_expires_at=None,
-            updated_at=now,
-        )
-        for event in events:
-            json.dumps(event.payload)  # JSONB needs it JSON-ready
-            self.db.outbox.append(event.stored_as(self.db.next_outbox_id))
-            self.db.next_outbox_id += 1
-        self.recorded += 1
-        return True
-
-
-@pytest.fixture(autouse=True, params=["unit-of-work", "batched"])
-def write_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test runs with and without the group-committed quick path."""
-    Env.batched_path = request.param == "batched"
-    yield request.param
-    Env.batched_path = False
-
-
 @dataclass
 class Env:
     """One fake database, clock, connector and a handler over them."""
@@ -157,11 +84,10 @@ class Env:
     clock: FakeClock = field(default_factory=FakeClock)
     connector: FakeConnector = field(default_factory=FakeConnector)
     offsets: int = 0
-    #: Set by the ``write_path`` fixture: build attempts with a ``FakeBatchedWrites``.
-    batched_path: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        self.batched = FakeBatchedWrites(self.db) if self.batched_path else None
+        #: Every writer the handler's attempts wrote through (one per ``attempts()``).
+        self.writers: list[FakePushLogWriter] = []
         self.handler = PushHandler(
             self.attempts, self.settings, codec=KafkaAvroRecordCodec(), clock=self.clock
         )
@@ -169,14 +95,16 @@ class Env:
     def attempts(self) -> PushAttempts:
         uow = FakeUnitOfWork(self.db, known_types=frozenset({"MOCK"}))
         registry = FakeRegistry({"MOCK": self.connector})
+        writer = FakePushLogWriter(FakeUnitOfWork(self.db, known_types=frozenset({"MOCK"})))
+        self.writers.append(writer)
         return PushAttempts(
             uow,
             registry,
             FakeCipher(),
+            writer=writer,
             clock=self.clock,
             monotonic=self.clock.monotonic,
             lease_seconds=LEASE,
-            batched=self.batched,
         )
 
     def connect(self, org: uuid.UUID, config: dict[str, Any] | None = None) -> None:
@@ -284,20 +212,18 @@ def test_success_records_push_log_and_one_result_event() -> None:
     assert env.calls(order) == 1
 
 
-def test_the_batched_path_claims_and_records_new_orders_the_quick_way(write_path: str) -> None:
+def test_a_new_order_costs_one_claim_and_one_outcome_statement() -> None:
     env = Env()
     org = uuid.uuid4()
     env.connect(org)
     order = make_order(org)
     commits = env.db.commits
     assert env.handle(env.request(order)) == "SUCCESS"
-    if write_path == "batched":
-        assert env.batched is not None
-        assert (env.batched.claimed, env.batched.recorded) == (1, 1)
-        assert env.db.commits == commits  # no unit of work was needed
-        [entry] = env.log(order)
-        assert entry.connector_type == "MOCK"
-        assert entry.lease_expires_at is None
+    assert sum(w.calls for w in env.writers) == 2
+    assert env.db.commits == commits + 2  # the writer's two transactions, nothing else
+    [entry] = env.log(order)
+    assert entry.connector_type == "MOCK"
+    assert entry.lease_expires_at is None
     # A second event of the order: the quick claim refuses, the full logic says duplicate.
     assert env.handle(env.request(order)) == "duplicate"
     assert env.calls(order) == 1
@@ -826,3 +752,29 @@ def _round_request(
         traceparent=TRACEPARENT,
     )
     return env._message("requests", value, tuple(build_headers(headers)), str(order.id))
+
+
+def test_a_batch_is_claimed_in_one_statement_and_recorded_in_one() -> None:
+    env = Env()
+    org = uuid.uuid4()
+    env.connect(org)
+    done, fresh = make_order(org), [make_order(org) for _ in range(4)]
+    assert env.handle(env.request(done)) == "SUCCESS"
+    attempts = env.attempts()
+    writer = env.writers[-1]
+    ran: list[int] = []
+
+    def run_concurrently(fn: Any, items: Any) -> list[Any]:
+        ran.append(len(items))
+        return [fn(item) for item in items]
+
+    batch = [env.request(order) for order in fresh] + [env.request(done)]
+    results = env.handler.handle_batch(batch, attempts, run_concurrently)
+    assert [r.what for r in results if isinstance(r, Handled)] == ["SUCCESS"] * 4 + ["duplicate"]
+    assert writer.calls == 2  # one claim statement, one outcome statement for the batch
+    assert ran == [4]  # the four claimed attempts' ERP calls were handed over together
+    for order in fresh:
+        [entry] = env.log(order)
+        assert entry.status is PushStatus.SUCCESS
+        assert env.calls(order) == 1
+    assert env.calls(done) == 1

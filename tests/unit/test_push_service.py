@@ -35,6 +35,7 @@ from tests.fakes import (
     FakeUnitOfWork,
     succeed,
 )
+from tests.push_log_fakes import FakePushLogWriter
 
 ORG = uuid.UUID("11111111-1111-4111-8111-111111111111")
 SECRET = "s3cr3t-Pa55w0rd!"
@@ -85,6 +86,7 @@ def make_world(
     clock = FakeClock()
     orchestrator = PushService(
         uow=uow,
+        writer=FakePushLogWriter(uow),
         registry=FakeRegistry({"MOCK": connector}),
         cipher=cipher,
         sleep=clock.sleep,

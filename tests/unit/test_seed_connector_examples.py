@@ -250,6 +250,7 @@ class MyConnectorTimingOut(MyConnector):
 def test_a_seed_style_timeout_is_retried_by_push_order_with_1s_and_2s_delays() -> None:
     from consumer.push_service import PushService
     from domain.records import ConnectionRecord
+    from tests.push_log_fakes import FakePushLogWriter
     from tests.fakes import FakeCipher, FakeClock, FakeRegistry, FakeUnitOfWork
 
     org = uuid.uuid4()
@@ -264,6 +265,7 @@ def test_a_seed_style_timeout_is_retried_by_push_order_with_1s_and_2s_delays() -
     clock = FakeClock()
     orchestrator = PushService(
         uow=uow,
+        writer=FakePushLogWriter(uow),
         registry=FakeRegistry({"MY_ERP": connector}),
         cipher=cipher,
         sleep=clock.sleep,

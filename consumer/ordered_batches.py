@@ -1,12 +1,18 @@
-"""Per-key ordered concurrency: a bounded thread pool that keeps each key's tasks in order.
+"""Per-key ordered batches: a few threads run batches of items, each key's items in order.
 
-Tasks submitted with the same key run one after another, in submission order;
-tasks of different keys run concurrently on up to ``max_workers`` threads.
-The executor counts pending tasks (queued or running) so the poll loop can
-apply back-pressure: stop fetching while :attr:`OrderedExecutor.is_full`, go on
-once it drained below the low-water mark. ``submit`` itself never blocks, so
-the poll loop (which must keep polling within ``max.poll.interval.ms``) is
-never stuck behind a slow ERP.
+Items submitted with the same key are handed out one after another, in
+submission order: a key's next item goes into a batch only after the batch
+holding its previous one finished. A free thread takes the head item of up to
+``max_batch`` ready keys at once and runs ``run_batch(items)`` on them (the
+push worker claims, exports and records them together: one statement per
+batch, not per record). Items of different keys run in the same or in
+concurrent batches on up to ``max_workers`` threads.
+
+The executor counts pending items (queued or running) so the poll loop can
+apply back-pressure: stop fetching while :attr:`OrderedBatchExecutor.is_full`,
+go on once it drained below the low-water mark. ``submit`` itself never
+blocks, so the poll loop (which must keep polling within
+``max.poll.interval.ms``) is never stuck behind a slow ERP.
 """
 
 from __future__ import annotations
@@ -16,55 +22,63 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 _log = logging.getLogger(__name__)
 
-Task = Callable[[], None]
+T = TypeVar("T")
 
 
 class ExecutorClosed(RuntimeError):  # noqa: N818 - reads as a state
-    """``submit`` after :meth:`OrderedExecutor.shutdown`."""
+    """``submit`` after :meth:`OrderedBatchExecutor.shutdown`."""
 
 
-class OrderedExecutor:
-    """Runs callables concurrently across keys and sequentially within a key.
+class OrderedBatchExecutor(Generic[T]):
+    """Runs batches of items concurrently across keys and sequentially within a key.
 
-    ``max_pending`` is the capacity the caller respects (it is not enforced by
-    blocking): :attr:`is_full` turns True at ``max_pending`` pending tasks and
-    :attr:`has_room` True again at or below ``resume_at`` (default: half).
-    A task that raises is logged; later tasks of its key still run (the task
-    is expected to handle its own errors).
+    ``run_batch`` gets items of distinct keys. ``max_pending`` is the capacity
+    the caller respects (it is not enforced by blocking): :attr:`is_full` turns
+    True at ``max_pending`` pending items and :attr:`has_room` True again at or
+    below ``resume_at`` (default: half). A batch that raises is logged; later
+    items of its keys still run (``run_batch`` is expected to handle its own
+    errors).
     """
 
     def __init__(
         self,
+        run_batch: Callable[[list[T]], None],
         max_workers: int,
         max_pending: int,
         *,
+        max_batch: int = 256,
         resume_at: int | None = None,
-        name: str = "ordered-executor",
+        name: str = "ordered-batches",
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         if max_pending < 1:
             raise ValueError("max_pending must be at least 1")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._run_batch = run_batch
+        self.max_batch = max_batch
         self.max_workers = max_workers
         self.max_pending = max_pending
         self.resume_at = max_pending // 2 if resume_at is None else resume_at
         if not 0 <= self.resume_at < max_pending:
             raise ValueError("resume_at must be >= 0 and below max_pending")
         lock = threading.Lock()
-        # Idle workers wait on ``_cond`` and are woken ONE per ready key (notify_all
-        # woke every idle thread of the pool per record: 64 threads fighting for one
-        # lock and the GIL to find one task); ``wait_idle`` callers wait on ``_idle``.
+        # Idle workers wait on ``_cond`` and are woken ONE at a time (a woken worker
+        # takes every ready key up to ``max_batch``); ``wait_idle`` callers wait on
+        # ``_idle``.
         self._cond = threading.Condition(lock)
         self._idle = threading.Condition(lock)
         # ``wait_room`` callers (the poll loop while the executor is full); notified
-        # only while one waits, so finishing a task costs nothing more otherwise.
+        # only while one waits, so finishing a batch costs nothing more otherwise.
         self._room = threading.Condition(lock)
         self._room_wanted = -1
-        self._queues: dict[Hashable, deque[Task]] = {}
-        self._ready: deque[Hashable] = deque()  # keys with queued tasks and no running task
+        self._queues: dict[Hashable, deque[T]] = {}
+        self._ready: deque[Hashable] = deque()  # keys with queued items and none running
         self._pending = 0
         self._closed = False
         self._threads = [
@@ -75,24 +89,24 @@ class OrderedExecutor:
             thread.start()
 
     # --- submitting ---------------------------------------------------------------------------
-    def submit(self, key: Hashable, task: Task) -> None:
-        """Queue ``task`` after every earlier task of ``key``; never blocks."""
+    def submit(self, key: Hashable, item: T) -> None:
+        """Queue ``item`` after every earlier item of ``key``; never blocks."""
         with self._cond:
             if self._closed:
                 raise ExecutorClosed("The executor is shut down")
             queue = self._queues.get(key)
             if queue is None:
-                # No task of this key is queued or running: it may start at once.
-                self._queues[key] = deque([task])
+                # No item of this key is queued or running: it may start at once.
+                self._queues[key] = deque([item])
                 self._ready.append(key)
                 self._cond.notify()
             else:
-                queue.append(task)
+                queue.append(item)
             self._pending += 1
 
     @property
     def pending(self) -> int:
-        """Tasks queued or running."""
+        """Items queued or running."""
         with self._cond:
             return self._pending
 
@@ -107,12 +121,12 @@ class OrderedExecutor:
         return self.pending <= self.resume_at
 
     def capacity(self) -> int:
-        """How many more tasks fit below ``max_pending`` (0 when full)."""
+        """How many more items fit below ``max_pending`` (0 when full)."""
         return max(0, self.max_pending - self.pending)
 
     # --- waiting and stopping -------------------------------------------------------------
     def wait_room(self, room: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` s until at least ``room`` more tasks fit; True if they do."""
+        """Wait up to ``timeout`` s until at least ``room`` more items fit; True if they do."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while self.max_pending - self._pending < room and not self._closed:
@@ -127,7 +141,7 @@ class OrderedExecutor:
             return True
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s until no task is pending; True if idle."""
+        """Wait up to ``timeout`` s until no item is pending; True if idle."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._pending:
@@ -138,9 +152,9 @@ class OrderedExecutor:
             return True
 
     def shutdown(self, timeout: float = 30.0) -> bool:
-        """Refuse new tasks, let pending ones finish (up to ``timeout`` s), stop the threads.
+        """Refuse new items, let pending ones finish (up to ``timeout`` s), stop the threads.
 
-        Returns True if every task finished. Tasks still queued after the
+        Returns True if every item finished. Items still queued after the
         timeout are dropped (their messages' offsets are never stored, so they
         are redelivered).
         """
@@ -149,7 +163,7 @@ class OrderedExecutor:
             self._closed = True
             if not idle:
                 dropped = sum(len(q) for q in self._queues.values())
-                _log.warning("Executor stopped with %d task(s) unfinished", dropped)
+                _log.warning("Executor stopped with %d item(s) unfinished", dropped)
                 self._ready.clear()
             self._cond.notify_all()
             self._idle.notify_all()
@@ -161,28 +175,35 @@ class OrderedExecutor:
 
     # --- workers --------------------------------------------------------------------------
     def _work(self) -> None:
+        ready = self._ready
         while True:
             with self._cond:
-                while not self._ready and not self._closed:
+                while not ready and not self._closed:
                     self._cond.wait()
-                if not self._ready:
+                if not ready:
                     return  # closed and nothing ready
-                key = self._ready.popleft()
-                task = self._queues[key][0]
+                keys = [ready.popleft() for _ in range(min(self.max_batch, len(ready)))]
+                items = [self._queues[key][0] for key in keys]
+                if ready:
+                    self._cond.notify()  # more than one batch is ready: wake another worker
             try:
-                task()
+                self._run_batch(items)
             except Exception:
-                _log.exception("Task of key %r failed", key)
+                _log.exception("A batch of %d item(s) failed", len(items))
             with self._cond:
-                queue = self._queues[key]
-                queue.popleft()
-                self._pending -= 1
-                if queue:
-                    # The key's next task runs after the ones of keys already waiting.
-                    self._ready.append(key)
+                requeued = False
+                for key in keys:
+                    queue = self._queues[key]
+                    queue.popleft()
+                    if queue:
+                        # The key's next item runs after the ones of keys already waiting.
+                        ready.append(key)
+                        requeued = True
+                    else:
+                        del self._queues[key]
+                self._pending -= len(keys)
+                if requeued:
                     self._cond.notify()
-                else:
-                    del self._queues[key]
                 if self._pending <= self._room_wanted:
                     self._room.notify_all()
                 if not self._pending:
