@@ -147,7 +147,9 @@ class PushLogWriterContract:
         org, order = uuid.uuid4(), uuid.uuid4()
         done = self._claimed(writer, pending(org, order, 0))
         assert writer.record_many([OutcomeWrite(done.id, PushStatus.SUCCESS, NOW)]) == [True]
-        assert not writer.claim_many([ClaimRequest(pending(org, order, 1))])[0].claimed
+        retry = pending(org, order, 1)
+        assert not writer.claim_many([ClaimRequest(retry)])[0].claimed
+        assert self._row(uow, retry) is None
 
     def test_a_batch_answers_each_request_in_order(self) -> None:
         writer, uow = self.new_world()
