@@ -67,6 +67,8 @@ _log = logging.getLogger("orderflow.consumer")
 DEFAULT_CONCURRENCY = 128
 #: Batches in progress at once unless told otherwise; see ``WorkerSettings``.
 DEFAULT_PIPELINES = 4
+#: Most records of one batch unless told otherwise; see ``WorkerSettings``.
+DEFAULT_BATCH_SIZE = 256
 
 PartitionKey = tuple[str, int]
 
@@ -110,7 +112,7 @@ class WorkerSettings:
     #: statements, the others are built, claimed and recorded.
     pipelines: int = DEFAULT_PIPELINES
     #: Most records of one batch (one claim and one outcome statement).
-    batch_size: int = 256
+    batch_size: int = DEFAULT_BATCH_SIZE
     #: Most records dispatched but not finished: fetching stops there (the worker
     #: process raises it to twice ``concurrency`` if lower).
     max_pending: int = 1024

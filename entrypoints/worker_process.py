@@ -40,7 +40,13 @@ from consumer.push_attempt import (
     PushAttempts,
 )
 from consumer.push_handler import PushHandler
-from consumer.worker import DEFAULT_CONCURRENCY, PushWorker, WorkerSettings
+from consumer.worker import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_PIPELINES,
+    PushWorker,
+    WorkerSettings,
+)
 from domain.messaging import RecordCodec
 from entrypoints import bootstrap
 from entrypoints.process_args import add_service_arguments, configure_logging, require_services
@@ -194,6 +200,19 @@ def parse_args(argv: Sequence[str] | None = None, *, prog: str = WORKER_PROG) ->
         help=f"parallel ERP calls ({DEFAULT_CONCURRENCY})",
     )
     parser.add_argument(
+        "--pipelines",
+        type=int,
+        default=DEFAULT_PIPELINES,
+        help=f"batches in progress at once ({DEFAULT_PIPELINES})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"most records of one batch, claimed and recorded in one statement each "
+        f"({DEFAULT_BATCH_SIZE})",
+    )
+    parser.add_argument(
         "--max-retries", type=int, default=3, help="retries after a transient error"
     )
     parser.add_argument(
@@ -221,6 +240,8 @@ def parse_args(argv: Sequence[str] | None = None, *, prog: str = WORKER_PROG) ->
     require_services(parser, args)
     if args.concurrency < 1 or args.max_retries < 0 or args.retry_delay_base < 0:
         parser.error("--concurrency must be >= 1, --max-retries and --retry-delay-base >= 0")
+    if args.pipelines < 1 or args.batch_size < 1:
+        parser.error("--pipelines and --batch-size must be >= 1")
     if args.lease_seconds <= 0:
         parser.error("--lease-seconds must be positive")
     if args.instance_id is not None and not args.instance_id.strip():
@@ -241,6 +262,8 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         consumer_extra={"group.instance.id": args.instance_id} if args.instance_id else None,
         worker=WorkerSettings(
             concurrency=args.concurrency,
+            pipelines=args.pipelines,
+            batch_size=args.batch_size,
             retry=RetrySettings(args.max_retries, args.retry_delay_base, args.retry_tiers),
         ),
     )
