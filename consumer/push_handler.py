@@ -157,22 +157,15 @@ class PushHandler:
         *,
         codec: RecordCodec,
         clock: Callable[[], datetime] | None = None,
-        on_close: Callable[[], None] | None = None,
     ) -> None:
         self._factory = attempts_factory
         self.settings = settings or RetrySettings()
         self._codec = codec
         self._events = PushEvents(codec, self.settings)
         self._clock = clock
-        self._on_close = on_close
-
-    def close(self) -> None:
-        """Release what the attempts share (group-commit threads), after the last handle."""
-        if self._on_close is not None:
-            self._on_close()
 
     def new_attempts(self) -> PushAttempts:
-        """A new :class:`PushAttempts` (one per worker thread: units of work are not shared)."""
+        """A new :class:`PushAttempts` (one per pipeline thread: units of work are not shared)."""
         return self._factory()
 
     def due_at(self, message: InboundMessage) -> datetime | None:
