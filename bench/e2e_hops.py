@@ -9,14 +9,14 @@ Kafka broker share the clock), taken where the pipeline already records it:
                       come after the order was already readable)
 ``request_produced``  CreateTime of the PushRequested record (the relay's
                       ``produce()`` call; librdkafka stamps whole milliseconds)
-``request_marked``    ``outbox_event.published_at`` of the request (``now()`` of
+``request_marked``    ``outbox_published.published_at`` of the request (``now()`` of
                       the relay's marking statement, after the broker's ack)
 ``claimed``           ``erp_push_log.created_at`` (the worker's clock as it
                       builds the claim, before the claim's commit)
 ``outcome``           ``erp_push_log.updated_at`` (the worker's clock as it
                       records the outcome, before that commit)
 ``result_produced``   CreateTime of the PushResult record (the relay again)
-``result_marked``     ``outbox_event.published_at`` of the PushResult
+``result_marked``     ``outbox_published.published_at`` of the PushResult
 ``read``              the bench's results reader got the record
 ====================  =========================================================
 
@@ -93,7 +93,7 @@ def database_stamps(database_url: str, org_id: uuid.UUID) -> Stamps:
     try:
         with conn.cursor() as cur:
             cur.execute(
-                "SELECT aggregate_id::text, event_type, published_at FROM outbox_event"
+                "SELECT aggregate_id::text, event_type, published_at FROM outbox_published"
                 " WHERE org_id = %s ORDER BY id",
                 (str(org_id),),
             )

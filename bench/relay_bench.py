@@ -2,7 +2,7 @@
 
 Our relay runs as ``orderflow relay --drain`` (a child process: it
 exits once the outbox is empty); its rate is read from the outside, from the
-``published_at`` times it wrote: rows after its first completed batch divided
+``outbox_published.published_at`` times it wrote: rows after its first completed batch divided
 by the time from that batch to its last, so interpreter start-up and topic
 metadata are not counted (the wall time, start-up included, is reported too).
 """

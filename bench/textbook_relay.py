@@ -2,7 +2,8 @@
 
 The loop every outbox tutorial shows: in one transaction claim ONE row
 (``FOR UPDATE SKIP LOCKED``), produce it, flush (wait for the broker's ack),
-mark it published, commit; repeat. It sends exactly what ours sends (the
+mark it published (here as ours does: delete it and record it in
+``outbox_published``), commit; repeat. It sends exactly what ours sends (the
 value the writer stored in ``outbox_event.value``, else
 ``adapters.avro.records.encode_outbox_event`` with the shared codec; same key
 and headers) on the same idempotent ``acks=all`` producer settings, so the
@@ -24,14 +25,14 @@ from adapters.avro.records import encode_outbox_event
 from adapters.kafka.config import producer_config
 from adapters.kafka.producer import DeliveryReport, EventProducer
 from adapters.kafka.topics import TopicNames
+from adapters.postgres.outbox_relay import MARK_PUBLISHED_SQL
 from bench.workload import OUTBOX_COLUMNS, connect, has_value_column, outbox_event
 from domain.records import EVENT_PUSH_REQUESTED
 
 _CLAIM_ONE = (
-    f"SELECT {OUTBOX_COLUMNS}, {{value}} FROM outbox_event WHERE published_at IS NULL"
+    f"SELECT {OUTBOX_COLUMNS}, {{value}} FROM outbox_event"
     " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
-_MARK_ONE = "UPDATE outbox_event SET published_at = now() WHERE id = %s"
 
 
 def run_textbook(
@@ -77,7 +78,7 @@ def run_textbook(
                 report = reports.pop()
                 if not report.ok:
                     raise SystemExit(f"textbook relay: delivery failed: {report.error}")
-                cur.execute(_MARK_ONE, (event.id,))
+                cur.execute(MARK_PUBLISHED_SQL, ([event.id],))
             conn.commit()
             rows += 1
             if warm is None:

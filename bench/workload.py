@@ -245,17 +245,20 @@ def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
 
 
 def count_unpublished(database_url: str) -> int:
-    """Rows of ``outbox_event`` not yet published."""
-    sql = "SELECT count(*) FROM outbox_event WHERE published_at IS NULL"
+    """Events not yet published (every ``outbox_event`` row: the relay deletes what it sent)."""
+    sql = "SELECT count(*) FROM outbox_event"
     return int(query(database_url, sql)[0][0])
 
 
 def published_times(database_url: str) -> list[tuple[float, int]]:
-    """``(epoch seconds of published_at, rows)`` per distinct publish time, ascending."""
+    """``(epoch seconds of published_at, rows)`` per distinct publish time, ascending.
+
+    From ``outbox_published``, where the relay records each event it sent.
+    """
     rows = query(
         database_url,
-        "SELECT extract(epoch FROM published_at)::float8, count(*) FROM outbox_event"
-        " WHERE published_at IS NOT NULL GROUP BY 1 ORDER BY 1",
+        "SELECT extract(epoch FROM published_at)::float8, count(*) FROM outbox_published"
+        " GROUP BY 1 ORDER BY 1",
     )
     return [(float(t), int(n)) for t, n in rows]
 

@@ -243,9 +243,7 @@ class Faults:
 
     # --- the faults -----------------------------------------------------------------------
     def _unpublished(self) -> str:
-        return self._count(
-            "SELECT count(*) FROM outbox_event WHERE org_id = :org AND published_at IS NULL"
-        )
+        return self._count("SELECT count(*) FROM outbox_event WHERE org_id = :org")
 
     def _await_work(self, count: Callable[[], str], within_s: float = 5.0) -> None:
         """Wait (briefly) until ``count`` is not zero: a kill then hits work in flight."""

@@ -29,7 +29,7 @@ class OutboxSource(Protocol):
         """Return up to ``limit`` unpublished rows with ``id > after_id``, ascending ``id``."""
 
     def mark_published(self, ids: Sequence[int]) -> int:
-        """Mark these events published; return how many rows changed."""
+        """Mark these events published (they are claimed no more); return how many were."""
 
     def wait_for_events(self, timeout: float, wake_fd: int | None = None) -> bool:
         """Wait up to ``timeout`` s for news of committed events; True if there was some.

@@ -177,7 +177,7 @@ class OutboxEvent:
     """One ``outbox_event`` row: an event written in the same transaction as its cause.
 
     ``id`` is the publish-order sequence number the store assigns (``None``
-    until stored); ``published_at`` is set by the relay once Kafka has it.
+    until stored); the relay removes the row once Kafka has it.
     ``headers`` are strings (they become Kafka headers). ``value`` is the
     Kafka value when it was encoded as the event was written (``None``: the
     relay encodes ``payload``).
@@ -192,7 +192,6 @@ class OutboxEvent:
     headers: dict[str, str]
     created_at: datetime
     id: int | None = None
-    published_at: datetime | None = None
     value: bytes | None = field(default=None, repr=False)
 
     def stored_as(self, sequence_id: int, value: bytes | None = None) -> OutboxEvent:

@@ -170,7 +170,7 @@ def outbox() -> None:
 @outbox.command("status")
 @pass_cli
 def outbox_status(cli: CliContext) -> None:
-    """Backlog waiting for the relay and published rows kept."""
+    """Backlog waiting for the relay and records of published events kept."""
     from adapters.postgres.engine import make_engine
     from adapters.postgres.outbox_maintenance import outbox_status as read_status
 
@@ -194,7 +194,7 @@ def outbox_status(cli: CliContext) -> None:
 @click.option("--dry-run", is_flag=True, help="only count what would go")
 @pass_cli
 def outbox_prune(cli: CliContext, older_than: timedelta, dry_run: bool) -> None:
-    """Delete rows published longer ago than --older-than (never unpublished)."""
+    """Delete records of events published longer ago than --older-than (never a waiting one)."""
     from adapters.postgres.engine import make_engine
     from adapters.postgres.outbox_maintenance import count_prunable, prune_published
 

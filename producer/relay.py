@@ -21,8 +21,8 @@ How it works (DESIGN.md §1, issue 3 item 2):
   starts a new *pass* from the beginning of the unpublished rows, which re-sends
   it (a duplicate is possible, a loss is not; consumers dedupe).
 * **Passes and stragglers.** ``id`` comes from a sequence, so a transaction can
-  commit a lower id after a higher one was read. Each pass starts at cursor 0 on
-  the partial index of unpublished rows; a new pass starts whenever the window
+  commit a lower id after a higher one was read. Each pass starts at cursor 0 of
+  the unpublished rows (the source keeps only those); a new pass starts whenever the window
   is empty and the relay is caught up (every wake-up or idle poll), or after
   ``rescan_interval_s`` under sustained load. Stragglers are therefore
   published within about a second. This cannot break per-key order: approvals

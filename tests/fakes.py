@@ -272,7 +272,8 @@ class FakeOutboxStore:
         return next((e for e in self._db.outbox if e.event_id == event_id), None)
 
     def list_unpublished(self, limit: int = 100) -> Sequence[OutboxEvent]:
-        return [e for e in self._db.outbox if e.published_at is None][:limit]
+        # As in PostgreSQL: the relay removes what it sent, so every row waits.
+        return list(self._db.outbox[:limit])
 
 
 class FakeApprovalWriter:

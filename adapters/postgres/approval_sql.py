@@ -43,7 +43,7 @@ from domain.records import OutboxEvent, order_line_to_json
 from domain.repositories import ApprovalRefused
 
 # psycopg2 ``pyformat`` parameters. Ids and JSON are sent as text and cast on the
-# server: no per-call type adaptation in Python. ``value`` and ``published_at`` are
+# server: no per-call type adaptation in Python. ``value`` is
 # cast because an untyped NULL in a SELECT list would be taken as text.
 _APPROVE_SQL = """
 WITH approved AS (
@@ -69,10 +69,10 @@ WITH approved AS (
 )
 INSERT INTO outbox_event
     (event_id, aggregate_type, aggregate_id, org_id, event_type, payload, headers,
-     created_at, published_at, value)
+     created_at, value)
 SELECT %(event_id)s::uuid, %(aggregate_type)s, approved.id, %(event_org_id)s::uuid,
        %(event_type)s, %(payload)s::jsonb, %(headers)s::jsonb, %(created_at)s,
-       %(published_at)s::timestamptz, %(value)s::bytea
+       %(value)s::bytea
 FROM approved
 RETURNING id
 """
@@ -132,7 +132,6 @@ class SqlApprovalWriter:
             "payload": _json(event.payload),
             "headers": _json(dict(event.headers)),
             "created_at": event.created_at,
-            "published_at": event.published_at,
             "value": value,
         }
         session = self.session

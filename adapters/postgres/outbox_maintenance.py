@@ -1,10 +1,12 @@
-"""Operating the outbox: how far behind the relay is, and removing published rows.
+"""Operating the outbox: how far behind the relay is, and removing the record of what went out.
 
-The relay marks rows published rather than deleting them (a re-send can then
-tell a duplicate, and operators can see what went out when). Without pruning
-the table only grows, so operators run ``orderflow outbox prune`` regularly
-(e.g. daily from cron): it deletes rows published longer ago than a retention,
-in short batches so the relay's claims never wait long behind it.
+``outbox_event`` holds only events waiting for the relay; once the broker has
+one, the relay deletes it and records it (id, event id, type, key, created
+and published times, no payload) in ``outbox_published``, so operators can
+see what went out when. Without pruning that record only grows, so operators
+run ``orderflow outbox prune`` regularly (e.g. daily from cron): it deletes
+records of events published longer ago than a retention, in short batches so
+the relay's inserts never wait long behind it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ PRUNE_BATCH = 5_000
 
 @dataclass(frozen=True)
 class OutboxStatus:
-    """Counts of the outbox table (published rows are kept until pruned)."""
+    """Counts of the outbox (records of published events are kept until pruned)."""
 
     unpublished: int
     published: int
@@ -29,14 +31,13 @@ class OutboxStatus:
 
 
 def outbox_status(engine: Engine) -> OutboxStatus:
-    """Return the outbox's backlog and the number of published rows kept."""
+    """Return the outbox's backlog and the number of published events recorded."""
     with engine.connect() as conn:
         row = conn.execute(
             text(
-                "SELECT count(*) FILTER (WHERE published_at IS NULL),"
-                " count(*) FILTER (WHERE published_at IS NOT NULL),"
-                " min(created_at) FILTER (WHERE published_at IS NULL)"
-                " FROM outbox_event"
+                "SELECT (SELECT count(*) FROM outbox_event),"
+                " (SELECT count(*) FROM outbox_published),"
+                " (SELECT min(created_at) FROM outbox_event)"
             )
         ).one()
     return OutboxStatus(int(row[0]), int(row[1]), row[2])
@@ -47,7 +48,7 @@ def count_prunable(engine: Engine, older_than: timedelta) -> int:
     with engine.connect() as conn:
         value = conn.execute(
             text(
-                "SELECT count(*) FROM outbox_event"
+                "SELECT count(*) FROM outbox_published"
                 " WHERE published_at < now() - make_interval(secs => :secs)"
             ),
             {"secs": older_than.total_seconds()},
@@ -56,10 +57,10 @@ def count_prunable(engine: Engine, older_than: timedelta) -> int:
 
 
 def prune_published(engine: Engine, older_than: timedelta, batch_size: int = PRUNE_BATCH) -> int:
-    """Delete rows published more than ``older_than`` ago; return how many were deleted.
+    """Delete records of events published more than ``older_than`` ago; return how many.
 
-    Unpublished rows are never touched, whatever their age. Each batch is its
-    own short transaction.
+    Unpublished events (``outbox_event``) are never touched, whatever their age.
+    Each batch is its own short transaction.
     """
     if older_than < timedelta(0):
         raise ValueError("older_than must not be negative")
@@ -70,8 +71,8 @@ def prune_published(engine: Engine, older_than: timedelta, batch_size: int = PRU
         with engine.begin() as conn:
             count = conn.execute(
                 text(
-                    "DELETE FROM outbox_event WHERE id IN ("
-                    " SELECT id FROM outbox_event"
+                    "DELETE FROM outbox_published WHERE id IN ("
+                    " SELECT id FROM outbox_published"
                     " WHERE published_at < now() - make_interval(secs => :secs)"
                     " ORDER BY id LIMIT :limit)"
                 ),

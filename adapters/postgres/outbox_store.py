@@ -32,7 +32,6 @@ def _outbox_event(row: OutboxEventRow) -> OutboxEvent:
         payload=dict(row.payload),
         headers={str(k): str(v) for k, v in row.headers.items()},
         created_at=row.created_at,
-        published_at=row.published_at,
         value=row.value,
     )
 
@@ -77,7 +76,6 @@ class SqlOutboxStore:
             payload=event.payload,
             headers=dict(event.headers),
             created_at=event.created_at,
-            published_at=event.published_at,
             value=value,
         )
         self._session.add(row)
@@ -93,11 +91,11 @@ class SqlOutboxStore:
         return None if row is None else _outbox_event(row)
 
     def list_unpublished(self, limit: int = 100) -> Sequence[OutboxEvent]:
-        """Return up to ``limit`` unpublished events in publish (``id``) order."""
+        """Return up to ``limit`` unpublished events in publish (``id``) order.
+
+        Every ``outbox_event`` row is unpublished: the relay deletes what it sent.
+        """
         rows = self._session.scalars(
-            select(OutboxEventRow)
-            .where(OutboxEventRow.published_at.is_(None))
-            .order_by(OutboxEventRow.id)
-            .limit(limit)
+            select(OutboxEventRow).order_by(OutboxEventRow.id).limit(limit)
         )
         return [_outbox_event(row) for row in rows]

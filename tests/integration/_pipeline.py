@@ -222,12 +222,23 @@ def make_order(org: uuid.UUID, number: str | None = None) -> DraftOrder:
     )
 
 
+#: Every event written, sent or not: the relay moves what it sent to outbox_published.
+OUTBOX_WRITTEN = (
+    "(SELECT id, aggregate_id, org_id, event_type FROM outbox_event"
+    " UNION ALL SELECT id, aggregate_id, org_id, event_type FROM outbox_published) AS written"
+)
+
+
 def outbox_counts(engine: Engine) -> tuple[int, int]:
+    """``(events written, events published)``: the relay moves what it sent to outbox_published."""
     with engine.connect() as conn:
-        total, published = conn.execute(
-            text("SELECT count(*), count(published_at) FROM outbox_event")
+        waiting, published = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM outbox_event),"
+                " (SELECT count(*) FROM outbox_published)"
+            )
         ).one()
-    return int(total), int(published)
+    return int(waiting) + int(published), int(published)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

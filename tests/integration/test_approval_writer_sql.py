@@ -21,11 +21,11 @@ class TestSqlApprovalWriter(ApprovalWriterContract):
     @pytest.fixture(autouse=True)
     def _factory(self, engine: Engine) -> Iterator[None]:
         with engine.begin() as conn:
-            conn.execute(text("TRUNCATE draft_order, outbox_event"))
+            conn.execute(text("TRUNCATE draft_order, outbox_event, outbox_published"))
         self.factory: sessionmaker[Session] = make_session_factory(engine)
         yield
         with engine.begin() as conn:
-            conn.execute(text("TRUNCATE draft_order, outbox_event"))
+            conn.execute(text("TRUNCATE draft_order, outbox_event, outbox_published"))
 
     def new_uow(self) -> UnitOfWork:
         return SqlAlchemyUnitOfWork(self.factory, outbox_encoder=outbox_value_encoder())

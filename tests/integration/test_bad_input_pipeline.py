@@ -69,7 +69,7 @@ from producer.approval import (
 from producer.relay_settings import RelaySettings
 from schemas.loader import fingerprint_of, schema_json
 from tests.fakes import FakeConnector
-from tests.integration._pipeline import delete_topics, relay_and_worker
+from tests.integration._pipeline import OUTBOX_WRITTEN, delete_topics, relay_and_worker
 
 pytestmark = pytest.mark.integration
 
@@ -699,7 +699,7 @@ def test_order_over_the_documented_limit_is_refused_at_approval(
     with pytest.raises(OrderTooLarge, match=rf"over the {MAX_EVENT_PAYLOAD_BYTES} byte limit"):
         pipe.approve(huge)
     with pipe.engine.connect() as conn:
-        for table in ("draft_order", "outbox_event"):
+        for table in ("draft_order", OUTBOX_WRITTEN):
             count = conn.execute(
                 text(f"SELECT count(*) FROM {table} WHERE org_id = :org"),
                 {"org": org},
@@ -776,7 +776,7 @@ def test_sql_looking_strings_are_plain_data(pipe: Pipe) -> None:
             text("SELECT order_number, customer_code, notes FROM draft_order WHERE id = :id"),
             {"id": order.id},
         ).one()
-        for table in ("erp_push_log", "draft_order", "outbox_event", "erp_connection"):
+        for table in ("erp_push_log", "draft_order", OUTBOX_WRITTEN, "erp_connection"):
             assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() > 0
     assert tuple(stored) == (order.order_number, order.customer_code, order.notes)
     pipe.assert_next_good_order_flows()

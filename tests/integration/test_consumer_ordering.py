@@ -60,7 +60,11 @@ BASE = 1.0  # retry delay base: the first retry is due 1 s after the failure
 @pytest.fixture
 def factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE erp_connection, erp_push_log, outbox_event, draft_order"))
+        conn.execute(
+            text(
+                "TRUNCATE erp_connection, erp_push_log, outbox_event, outbox_published, draft_order"
+            )
+        )
     yield make_session_factory(engine)
 
 

@@ -32,7 +32,11 @@ def factory(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[session
     monkeypatch.setenv("ENCRYPTION_MASTER_KEY", os.urandom(32).hex())
     yield make_session_factory(engine)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE draft_order, outbox_event, erp_connection, erp_push_log"))
+        conn.execute(
+            text(
+                "TRUNCATE draft_order, outbox_event, outbox_published, erp_connection, erp_push_log"
+            )
+        )
 
 
 def counts(factory: sessionmaker[Session], org: uuid.UUID) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""``orderflow outbox status|prune`` against a real PostgreSQL: only old published rows go."""
+"""``orderflow outbox status|prune`` on a real PostgreSQL: only old records of sent events go."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from adapters.postgres.outbox_maintenance import outbox_status, prune_published
+from adapters.postgres.outbox_relay import MARK_PUBLISHED_SQL
 from domain.model import DraftOrder, OrderLine
 from entrypoints import bootstrap
 from entrypoints.cli import EXIT_OK, main
@@ -27,7 +28,7 @@ def outbox(engine: Engine, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("DATABASE_URL", migrated_db_url)
     monkeypatch.setenv("ENCRYPTION_MASTER_KEY", os.urandom(32).hex())
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE draft_order, outbox_event"))
+        conn.execute(text("TRUNCATE draft_order, outbox_event, outbox_published"))
     org = uuid.uuid4()
     uow = bootstrap.sql_unit_of_work(database_url=migrated_db_url)
     for n in range(5):
@@ -42,12 +43,11 @@ def outbox(engine: Engine, migrated_db_url: str, monkeypatch: pytest.MonkeyPatch
     with engine.begin() as conn:
         ids = conn.execute(text("SELECT id FROM outbox_event ORDER BY id")).scalars().all()
         old = "now() - interval '10 days'"
+        # Published as the relay marks: its own statement moves them to outbox_published.
+        conn.exec_driver_sql(MARK_PUBLISHED_SQL, (list(ids[:3]),))
         conn.execute(
-            text(f"UPDATE outbox_event SET published_at = {old} WHERE id = ANY(:ids)"),
+            text(f"UPDATE outbox_published SET published_at = {old} WHERE id = ANY(:ids)"),
             {"ids": ids[:2]},
-        )
-        conn.execute(
-            text("UPDATE outbox_event SET published_at = now() WHERE id = :id"), {"id": ids[2]}
         )
         conn.execute(
             text(f"UPDATE outbox_event SET created_at = {old} WHERE id = :id"), {"id": ids[3]}
@@ -62,8 +62,16 @@ def cli(*argv: str) -> tuple[int, dict[str, object]]:
 
 
 def remaining_ids(engine: Engine) -> int:
+    """Events still waiting plus records of published ones."""
     with engine.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM outbox_event")).scalar_one())
+        return int(
+            conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM outbox_event)"
+                    " + (SELECT count(*) FROM outbox_published)"
+                )
+            ).scalar_one()
+        )
 
 
 def test_status_reports_backlog_and_kept_rows(outbox: Engine) -> None:
@@ -81,6 +89,15 @@ def test_dry_run_counts_and_deletes_nothing(outbox: Engine) -> None:
         {"would_delete": 2},
     )
     assert remaining_ids(outbox) == 5
+
+
+def test_published_events_leave_the_outbox_and_are_recorded(outbox: Engine) -> None:
+    with outbox.connect() as conn:
+        waiting = conn.execute(text("SELECT count(*) FROM outbox_event")).scalar_one()
+        recorded = conn.execute(
+            text("SELECT count(*) FROM outbox_published WHERE event_type = 'PushRequested'")
+        ).scalar_one()
+    assert (waiting, recorded) == (2, 3)
 
 
 def test_prune_deletes_only_rows_published_before_the_retention(outbox: Engine) -> None:

@@ -36,7 +36,11 @@ def new_uow(request: pytest.FixtureRequest) -> Iterator[Callable[[], UnitOfWork]
     factory = make_session_factory(eng)
     yield lambda: SqlAlchemyUnitOfWork(factory)
     with eng.begin() as conn:
-        conn.execute(text("TRUNCATE erp_connection, erp_push_log, draft_order, outbox_event"))
+        conn.execute(
+            text(
+                "TRUNCATE erp_connection, erp_push_log, draft_order, outbox_event, outbox_published"
+            )
+        )
 
 
 def _connection(org: uuid.UUID, ctype: str = "MOCK") -> ConnectionRecord:

@@ -28,7 +28,7 @@ from adapters.postgres.models import (
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"erp_connection", "erp_push_log", "draft_order", "outbox_event"}
+TABLES = {"erp_connection", "erp_push_log", "draft_order", "outbox_event", "outbox_published"}
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,10 @@ def test_seed_columns_and_index_names(engine: Engine) -> None:
     assert indexes["idx_erp_push_log_org_order"]["column_names"] == ["org_id", "draft_order_id"]
     conn_columns = {c["name"]: c for c in insp.get_columns("erp_connection")}
     assert str(conn_columns["config_encrypted"]["type"]) == "BYTEA"
-    assert {c["name"] for c in insp.get_columns("outbox_event")} >= {"id", "published_at"}
+    assert {c["name"] for c in insp.get_columns("outbox_event")} >= {"id", "value"}
+    # Revision 0004: the relay deletes what it sent and records it here, never rewrites a row.
+    assert "published_at" not in {c["name"] for c in insp.get_columns("outbox_event")}
+    assert {c["name"] for c in insp.get_columns("outbox_published")} >= {"id", "published_at"}
 
 
 # -- erp_connection -------------------------------------------------------------

@@ -53,7 +53,7 @@ from infra.endpoints import SftpServer
 from producer.approval import approve_draft_order, new_traceparent
 from producer.push_again import PushAgainOutcome, push_again
 from producer.relay_settings import RelaySettings
-from tests.integration._pipeline import delete_topics, relay_and_worker
+from tests.integration._pipeline import OUTBOX_WRITTEN, delete_topics, relay_and_worker
 
 pytestmark = pytest.mark.integration
 
@@ -185,7 +185,7 @@ class Pipe:
             return int(
                 conn.execute(
                     text(
-                        "SELECT count(*) FROM outbox_event"
+                        f"SELECT count(*) FROM {OUTBOX_WRITTEN}"
                         " WHERE aggregate_id = :id AND event_type = 'PushRequested'"
                     ),
                     {"id": order.id},
@@ -533,7 +533,8 @@ def test_concurrent_push_agains_of_one_order_start_one_round(
             {"o": order.id},
         ).all()
         events = conn.execute(
-            text("SELECT count(*) FROM outbox_event WHERE aggregate_id = :o"), {"o": order.id}
+            text(f"SELECT count(*) FROM {OUTBOX_WRITTEN} WHERE aggregate_id = :o"),
+            {"o": order.id},
         ).scalar_one()
     assert [r.push_round for r in rounds] == [0, 1]
     assert events == 1

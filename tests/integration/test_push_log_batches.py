@@ -36,7 +36,11 @@ def db(engine: Engine, migrated_db_url: str) -> Iterator[str]:
     """The module's database URL, emptied after each test."""
     yield migrated_db_url
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE erp_connection, erp_push_log, draft_order, outbox_event"))
+        conn.execute(
+            text(
+                "TRUNCATE erp_connection, erp_push_log, draft_order, outbox_event, outbox_published"
+            )
+        )
 
 
 @pytest.fixture

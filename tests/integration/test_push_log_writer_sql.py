@@ -21,7 +21,7 @@ from tests.contract.push_log_writer_contract import PushLogWriterContract, encod
 
 pytestmark = pytest.mark.integration
 
-_TABLES = "TRUNCATE erp_push_log, outbox_event, erp_connection"
+_TABLES = "TRUNCATE erp_push_log, outbox_event, outbox_published, erp_connection"
 
 
 class _OnPostgres(PushLogWriterContract):

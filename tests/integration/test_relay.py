@@ -52,7 +52,7 @@ from tests.integration._pipeline import (
 @pytest.fixture
 def clean_outbox(engine: Engine) -> Engine:
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE draft_order, outbox_event RESTART IDENTITY"))
+        conn.execute(text("TRUNCATE draft_order, outbox_event, outbox_published RESTART IDENTITY"))
     return engine
 
 
@@ -217,10 +217,7 @@ def test_sigterm_exits_zero_with_every_acked_event_marked(
 
     with engine.connect() as conn:
         marked = {
-            str(row[0])
-            for row in conn.execute(
-                text("SELECT event_id FROM outbox_event WHERE published_at IS NOT NULL")
-            )
+            str(row[0]) for row in conn.execute(text("SELECT event_id FROM outbox_published"))
         }
     topic = TopicNames(relay_config.topic_prefix).requests
     received = read_topic(relay_config.bootstrap_servers, topic, len(marked))
@@ -407,12 +404,7 @@ def test_unusable_headers_hold_back_their_aggregate_and_other_keys_flow(
 
     assert outcome is RelayExit.DRAINED
     with engine.connect() as conn:
-        published = {
-            row[0]
-            for row in conn.execute(
-                text("SELECT id FROM outbox_event WHERE published_at IS NOT NULL")
-            )
-        }
+        published = {row[0] for row in conn.execute(text("SELECT id FROM outbox_published"))}
     assert published == {numeric}
     assert not {bad, held, unencoded} & published
     topic = TopicNames(relay_config.topic_prefix).requests

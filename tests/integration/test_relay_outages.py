@@ -94,7 +94,9 @@ def outage_config(private_infra: PrivateInfra) -> Iterator[RelayConfig]:
     engine = make_engine(private_infra.endpoints.database_url)
     try:
         with engine.begin() as conn:
-            conn.execute(text("TRUNCATE draft_order, outbox_event RESTART IDENTITY"))
+            conn.execute(
+                text("TRUNCATE draft_order, outbox_event, outbox_published RESTART IDENTITY")
+            )
     finally:
         engine.dispose()
     config = RelayConfig(

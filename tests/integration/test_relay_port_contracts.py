@@ -27,14 +27,14 @@ class TestPgOutboxSource(OutboxSourceContract):
     @pytest.fixture(autouse=True)
     def _outbox(self, engine: Engine, migrated_db_url: str) -> Iterator[None]:
         with engine.begin() as conn:
-            conn.execute(text("TRUNCATE outbox_event"))
+            conn.execute(text("TRUNCATE outbox_event, outbox_published"))
         self.url = migrated_db_url
         self.factory = make_session_factory(engine)
         # A lock of its own: other tests' relays on this server never compete with it.
         self.lock_key = uuid.uuid4().int % 2**62
         yield
         with engine.begin() as conn:
-            conn.execute(text("TRUNCATE outbox_event"))
+            conn.execute(text("TRUNCATE outbox_event, outbox_published"))
 
     def make_source(self) -> OutboxSource:
         return PgOutboxRelayStore(self.url, lock_key=self.lock_key)

@@ -52,7 +52,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 120.0
 MARKER = f"Leak-Marker-{uuid.uuid4().hex}"
 MASTER_KEY = os.urandom(32).hex()
-TABLES = ("erp_connection", "erp_push_log", "outbox_event", "draft_order")
+TABLES = ("erp_connection", "erp_push_log", "outbox_published", "draft_order")
+#: Events the relay has not sent yet, if any (it deletes what it sent; the topics have those).
+WAITING_TABLES = ("outbox_event",)
 
 
 def needles(secret: str) -> list[str]:
@@ -438,9 +440,9 @@ def test_the_marker_appears_nowhere(
             rendered += logging.Formatter().formatException(record.exc_info)
         evidence.add(f"log {record.name}", rendered)
     with engine.connect() as conn:
-        for table in TABLES:
+        for table in TABLES + WAITING_TABLES:
             rows = conn.execute(text(f"SELECT t::text FROM {table} t")).scalars().all()
-            assert rows, f"{table} is empty: nothing was exercised"
+            assert rows or table in WAITING_TABLES, f"{table} is empty: nothing was exercised"
             for row in rows:
                 evidence.add(f"table {table}", row)
         statuses = dict(

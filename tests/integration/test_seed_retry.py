@@ -67,7 +67,11 @@ def connector() -> Iterator[SeedStyleConnector]:
 @pytest.fixture
 def factory(engine: Engine) -> sessionmaker[Session]:
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE erp_connection, erp_push_log, outbox_event, draft_order"))
+        conn.execute(
+            text(
+                "TRUNCATE erp_connection, erp_push_log, outbox_event, outbox_published, draft_order"
+            )
+        )
     return make_session_factory(engine)
 
 

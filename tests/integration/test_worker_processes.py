@@ -101,7 +101,11 @@ def pipeline(
     migrated_db_url: str, kafka_bootstrap_servers: str, engine: Engine, tmp_path: Path
 ) -> Iterator[Pipeline]:
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE erp_connection, erp_push_log, outbox_event, draft_order"))
+        conn.execute(
+            text(
+                "TRUNCATE erp_connection, erp_push_log, outbox_event, outbox_published, draft_order"
+            )
+        )
     prefix = f"it-wproc-{uuid.uuid4().hex[:10]}"
     relay_config = RelayConfig(
         database_url=migrated_db_url,
