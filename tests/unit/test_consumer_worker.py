@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +19,7 @@ from consumer.handling import HandleResult
 from consumer.ordered_batches import OrderedBatchExecutor
 from consumer.push_handler import DeadLetter, Handled
 from consumer.worker import PushWorker, WorkerSettings
+from tests.messaging_fakes import FakeConsumer, FakeProducer
 
 DEADLINE = 10.0
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -33,87 +33,6 @@ def msg(topic: str, offset: int, key: bytes = b"k", due: datetime | None = None)
     if due is not None:
         items = (("due_at", due.isoformat().encode()),)
     return ConsumedMessage(topic, 0, offset, key, b"v", dict(items), None, items)
-
-
-@dataclass
-class FakeConsumer:
-    batches: list[list[ConsumedMessage]] = field(default_factory=list)
-    paused: set[Partition] = field(default_factory=set)
-    stored: list[tuple[str, int]] = field(default_factory=list)
-    assigned: list[Partition] = field(default_factory=list)
-    commits: int = 0
-    closed: bool = False
-    callbacks: dict[str, Any] = field(default_factory=dict)
-
-    def subscribe(
-        self, topics: Any, on_assign: Any = None, on_revoke: Any = None, on_lost: Any = None
-    ) -> None:
-        self.callbacks = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
-
-    def assignment(self) -> list[Partition]:
-        return list(self.assigned)
-
-    def poll_batch(self, max_messages: int = 500, timeout: float = 1.0) -> list[ConsumedMessage]:
-        if self.batches:
-            return self.batches.pop(0)
-        time.sleep(0.001)  # a loop run by ``PushWorker.run`` does not spin
-        return []
-
-    def pause(self, partitions: Any) -> None:
-        self.paused |= set(partitions)
-
-    def resume(self, partitions: Any) -> None:
-        self.paused -= set(partitions)
-
-    def store_offsets(self, messages: Any) -> bool:
-        self.stored += [(m.topic, m.next_offset) for m in messages]
-        return True
-
-    def commit(self, asynchronous: bool = False) -> Any:
-        self.commits += 1
-        return {}
-
-    def close(self) -> None:
-        self.closed = True
-
-
-@dataclass
-class Report:
-    ok: bool
-    error: str | None = None
-
-
-@dataclass
-class FakeProducer:
-    sent: list[tuple[str, bytes | None]] = field(default_factory=list)
-    waiting: list[Callable[[Any], None]] = field(default_factory=list)
-    fail_next: int = 0
-    #: While True the broker acknowledges nothing (poll serves no callback).
-    hold: bool = False
-
-    def produce(
-        self, topic: str, key: Any, value: Any, headers: Any = None, on_delivery: Any = None
-    ) -> None:
-        self.sent.append((topic, value))
-        self.waiting.append(on_delivery)
-
-    def poll(self, timeout: float = 0.0) -> int:
-        if self.hold:
-            return 0
-        served, self.waiting = self.waiting, []
-        for callback in served:
-            if self.fail_next:
-                self.fail_next -= 1
-                callback(Report(False, "broker down"))
-            else:
-                callback(Report(True))
-        return len(served)
-
-    def flush(self, timeout: float = 30.0) -> int:
-        self.hold = False
-        while self.waiting:
-            self.poll()
-        return 0
 
 
 class FakeAttempts:

@@ -1,4 +1,8 @@
-"""The record codec port: the Kafka/Avro adapter, and the handler over a fake of the port."""
+"""The Kafka/Avro record codec's own wire details, and the handler over a fake of the port.
+
+What every codec must do is the contract's (tests/contract/record_codec_contract.py,
+run by test_record_codec_contract.py); these pin the adapter's exact headers and reasons.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ from consumer.handling import DeadLetter
 from consumer.push_handler import PushHandler
 from domain.headers import FailureInfo
 from domain.idempotency import generate_idempotency_key
-from domain.messaging import InboundMessage, PushRequest, Undecodable
+from domain.messaging import PushRequest, Undecodable
 from domain.model import DraftOrderStatus
+from tests.codec_fakes import RefusingCodec
 from tests.unit.test_push_handler import Env, make_order
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -109,21 +114,6 @@ def test_dead_letter_headers_keep_what_arrived_and_replace_the_failure() -> None
     pairs = list(CODEC.dead_letter_headers(message, failure()))
     assert pairs[:2] == [("event_id", b"\xff"), ("x-other", None)]
     assert dict(pairs)["error_class"] == b"ConnectorTransientError"
-
-
-class RefusingCodec:
-    """A fake of the port that understands nothing (the handler must not need more)."""
-
-    def decode_request(self, message: InboundMessage) -> PushRequest | Undecodable:
-        return Undecodable("UnknownSchema", "no schema here")
-
-    def dead_letter_headers(
-        self, message: InboundMessage, failure: FailureInfo
-    ) -> list[tuple[str, bytes | None]]:
-        return [("error_class", failure.error_class.encode())]
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"the handler asked the codec for {name} on an undecodable record")
 
 
 def test_the_handler_dead_letters_what_its_codec_cannot_decode() -> None:
