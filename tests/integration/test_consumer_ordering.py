@@ -54,7 +54,7 @@ pytestmark = pytest.mark.integration
 
 PARTITIONS = 3
 DEADLINE = 30.0
-BASE = 1.0  # retry delay base: the first retry is due 1 s after the failure
+BASE = 2.0  # retry delay base: the first retry is due 2 s after the failure
 
 
 @pytest.fixture
