@@ -128,6 +128,22 @@ class NonNegativeNumber(click.ParamType[float, Any]):
         return number
 
 
+class PositiveNumber(click.ParamType[float, Any]):
+    """A finite number > 0 (a timeout, a lease: zero would mean none at all)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Parse ``value`` as a finite, positive float."""
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"not a number: {value!r}", param, ctx)
+        if not math.isfinite(number) or number <= 0:
+            self.fail(f"must be a finite number > 0, got {value!r}", param, ctx)
+        return number
+
+
 class Duration(click.ParamType[timedelta, Any]):
     """``7d``, ``12h``, ``30m`` or ``90s`` as a :class:`~datetime.timedelta`."""
 
@@ -153,6 +169,7 @@ UUID = UuidType()
 POSITIVE_INT = WholeNumber(1)
 NON_NEGATIVE_INT = WholeNumber(0)
 NON_NEGATIVE_FLOAT = NonNegativeNumber()
+POSITIVE_FLOAT = PositiveNumber()
 DURATION = Duration()
 
 

@@ -3,24 +3,24 @@
 * :class:`WorkerConfig` - the one settings object of the process: where it
   connects (flags, defaulting to ``$DATABASE_URL`` / ``$KAFKA_BOOTSTRAP_SERVERS``),
   its topics and group, and the loop's tuning (:class:`~consumer.worker.WorkerSettings`,
-  including the retry schedule); :func:`parse_args` + :func:`config_from_args`
-  read the command line into it. The master key is not a setting: the cipher
-  reads ``ENCRYPTION_MASTER_KEY`` where it is used, so it never appears in a repr.
+  including the retry schedule); :func:`worker_config` builds it of the parsed flags
+  of ``orderflow consume`` (click options of the command in ``entrypoints.cli_pipeline``).
+  The master key is not a setting: the cipher reads ``ENCRYPTION_MASTER_KEY``
+  where it is used, so it never appears in a repr.
 * :func:`build_worker` - a :class:`~consumer.worker.PushWorker` wired to
   PostgreSQL (a batched push-log writer per pipeline thread), Kafka (consumer group, DLQ
   producer), the record codec, the connector registry and the cipher.
-* :func:`run_worker` / :func:`main` - run it until SIGTERM/SIGINT.
+* :func:`run_worker` / :func:`run` - run it until SIGTERM/SIGINT (:func:`run`: the
+  process's logging and exit status, what ``orderflow consume`` calls).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -40,21 +40,13 @@ from consumer.push_attempt import (
     PushAttempts,
 )
 from consumer.push_handler import PushHandler
-from consumer.worker import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_PIPELINES,
-    PushWorker,
-    WorkerSettings,
-)
+from consumer.worker import PushWorker, WorkerSettings
 from domain.messaging import RecordCodec
 from entrypoints import bootstrap
-from entrypoints.process_args import add_service_arguments, configure_logging, require_services
+from entrypoints.process_args import ServiceOptions, configure_logging
 
 _log = logging.getLogger("orderflow.consumer")
 
-#: The command that runs the worker, as usage and error lines name it.
-WORKER_PROG = "orderflow consume"
 #: ``sys.setswitchinterval`` of the worker process (see :func:`main`).
 SWITCH_INTERVAL_S = 0.005
 
@@ -186,96 +178,49 @@ def run_worker(
     return worker
 
 
-def parse_args(argv: Sequence[str] | None = None, *, prog: str = WORKER_PROG) -> argparse.Namespace:
-    """Parse the command line of ``orderflow consume`` (``prog``: the name shown)."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Run the ERP push worker (consumer group)."
-    )
-    add_service_arguments(parser)
-    parser.add_argument("--group", default="orderflow-push", help="consumer group id")
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=DEFAULT_CONCURRENCY,
-        help=f"parallel ERP calls ({DEFAULT_CONCURRENCY})",
-    )
-    parser.add_argument(
-        "--pipelines",
-        type=int,
-        default=DEFAULT_PIPELINES,
-        help=f"batches in progress at once ({DEFAULT_PIPELINES})",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=DEFAULT_BATCH_SIZE,
-        help=f"most records of one batch, claimed and recorded in one statement each "
-        f"({DEFAULT_BATCH_SIZE})",
-    )
-    parser.add_argument(
-        "--max-retries", type=int, default=3, help="retries after a transient error"
-    )
-    parser.add_argument(
-        "--retry-delay-base",
-        type=float,
-        default=1.0,
-        help="delay of retry n is base * 2^n seconds (1.0)",
-    )
-    parser.add_argument("--retry-tiers", type=int, default=3, help="retry tier topics (3)")
-    parser.add_argument(
-        "--lease-seconds",
-        type=float,
-        default=DEFAULT_LEASE_SECONDS,
-        help="how long a claimed attempt is protected from take-over; a crashed worker's "
-        f"claims are taken over after it (default {DEFAULT_LEASE_SECONDS:.0f}; must exceed "
-        "the slowest connector call)",
-    )
-    parser.add_argument(
-        "--instance-id",
-        default=None,
-        help="static group membership (Kafka group.instance.id): a worker restarted with "
-        "the same id gets its partitions back at once, without a rebalance of the group",
-    )
-    args = parser.parse_args(argv)
-    require_services(parser, args)
-    if args.concurrency < 1 or args.max_retries < 0 or args.retry_delay_base < 0:
-        parser.error("--concurrency must be >= 1, --max-retries and --retry-delay-base >= 0")
-    if args.pipelines < 1 or args.batch_size < 1:
-        parser.error("--pipelines and --batch-size must be >= 1")
-    if args.lease_seconds <= 0:
-        parser.error("--lease-seconds must be positive")
-    if args.instance_id is not None and not args.instance_id.strip():
-        parser.error("--instance-id must not be empty")
-    return args
+def worker_config(
+    services: ServiceOptions,
+    *,
+    group: str,
+    concurrency: int,
+    pipelines: int,
+    batch_size: int,
+    max_retries: int,
+    retry_delay_base: float,
+    retry_tiers: int,
+    lease_seconds: float,
+    instance_id: str | None,
+) -> WorkerConfig:
+    """The :class:`WorkerConfig` of ``orderflow consume``'s parsed flags.
 
-
-def config_from_args(args: argparse.Namespace) -> WorkerConfig:
-    """The :class:`WorkerConfig` of parsed command-line arguments."""
+    The flags' values were checked when parsed (click types of the ``consume``
+    command); an ``instance_id`` makes the membership static.
+    """
     return WorkerConfig(
-        bootstrap_servers=args.bootstrap_servers,
-        database_url=args.database_url,
-        topic_prefix=args.topic_prefix,
-        group_id=args.group,
-        partitions=args.partitions,
-        ensure_topics=not args.no_ensure_topics,
-        lease_seconds=args.lease_seconds,
-        consumer_extra={"group.instance.id": args.instance_id} if args.instance_id else None,
+        bootstrap_servers=services.bootstrap_servers,
+        database_url=services.database_url,
+        topic_prefix=services.topic_prefix,
+        group_id=group,
+        partitions=services.partitions,
+        ensure_topics=services.ensure_topics,
+        lease_seconds=lease_seconds,
+        consumer_extra={"group.instance.id": instance_id} if instance_id else None,
         worker=WorkerSettings(
-            concurrency=args.concurrency,
-            pipelines=args.pipelines,
-            batch_size=args.batch_size,
-            retry=RetrySettings(args.max_retries, args.retry_delay_base, args.retry_tiers),
+            concurrency=concurrency,
+            pipelines=pipelines,
+            batch_size=batch_size,
+            retry=RetrySettings(max_retries, retry_delay_base, retry_tiers),
         ),
     )
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str = WORKER_PROG) -> int:
-    """Entry point of ``orderflow consume``; exit status 0 after a clean stop.
+def run(config: WorkerConfig, *, log_level: str) -> int:
+    """Run the push worker process until SIGTERM/SIGINT; 0 after a clean stop, 1 on a failure.
 
-    ``prog`` names the command in usage and error lines.
+    What ``orderflow consume`` calls: logging, the GIL switch interval, then
+    :func:`run_worker`. A failure is reported as one ``error: ...`` line on stderr.
     """
-    args = parse_args(argv, prog=prog)
-    configure_logging(args.log_level)
+    configure_logging(log_level)
     # Set explicitly (it is CPython's default): with the pool busy the worker is
     # CPU-bound, and a shorter interval forces a GIL hand-off (a futex wake and a
     # context switch) every interval among 60+ runnable threads. 0.5 ms cost 40 % more
@@ -284,7 +229,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = WORKER_PROG) -> int:
     # the pool idled between refills (see ``WorkerSettings.pause_after_s``).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
-        run_worker(config_from_args(args))
+        run_worker(config)
     except Exception as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

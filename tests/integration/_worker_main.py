@@ -1,8 +1,8 @@
 """``python -m tests.integration._worker_main ARGS``: the push worker process, instrumented.
 
-Runs exactly what ``orderflow consume ARGS`` runs (``entrypoints.cli`` handing
-over to ``entrypoints.worker_process.main``: argument parsing, wiring, signal
-handlers, drain, commit), plus two test hooks set by environment variables:
+Runs exactly what ``orderflow consume ARGS`` runs (``entrypoints.cli``: the
+``consume`` command's click options, then ``entrypoints.worker_process``: wiring,
+signal handlers, drain, commit), plus two test hooks set by environment variables:
 
 * ``ORDERFLOW_TEST_EXPORT_JOURNAL=PATH``: every ERP call appends one line when it
   starts and one when it ends (``start|end ORDER_ID ATTEMPT PID [STATUS]``), with
@@ -21,7 +21,6 @@ minimum), so a SIGKILLed member is replaced in seconds rather than 45.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -35,6 +34,7 @@ from domain.model import DraftOrder, PushStatus
 from domain.records import PushLogEntry
 from domain.retry import RetryPolicy
 from entrypoints import cli, worker_process
+from entrypoints.process_args import ServiceOptions
 
 JOURNAL_ENV = "ORDERFLOW_TEST_EXPORT_JOURNAL"
 KILL_ENV = "ORDERFLOW_TEST_KILL_AFTER_SUCCESSES"
@@ -54,12 +54,12 @@ def _journal(line: str) -> None:
 
 
 def _instrument() -> None:
-    config_from_args = worker_process.config_from_args
+    worker_config = worker_process.worker_config
 
-    def with_short_session(args: argparse.Namespace) -> worker_process.WorkerConfig:
-        return replace(config_from_args(args), consumer_extra=dict(CONSUMER_EXTRA))
+    def with_short_session(services: ServiceOptions, **flags: Any) -> worker_process.WorkerConfig:
+        return replace(worker_config(services, **flags), consumer_extra=dict(CONSUMER_EXTRA))
 
-    setattr(worker_process, "config_from_args", with_short_session)  # noqa: B010 - a test hook
+    setattr(worker_process, "worker_config", with_short_session)  # noqa: B010 - a test hook
     call_erp = PushAttempts.call_erp
     record_outcomes = PushAttempts.record_outcomes
     kill_after = int(os.environ.get(KILL_ENV) or 0)

@@ -1,7 +1,7 @@
 """The push worker as real processes: SIGTERM drain, rebalances, SIGKILL after the DB commit.
 
-Worker processes run ``orderflow consume`` (``entrypoints.cli`` handing over to
-``entrypoints.worker_process.main``) through ``tests.integration._worker_main``, which
+Worker processes run ``orderflow consume`` (``entrypoints.cli``'s ``consume`` command,
+then ``entrypoints.worker_process``) through ``tests.integration._worker_main``, which
 journals every ERP call to a shared file (the exports are counted there, across
 processes) and can SIGKILL the process right after a DB commit. The outbox relay
 runs in a thread of the test. One temporary database for the module; each test

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from entrypoints.cli import main as cli_main
-from entrypoints.worker_process import main as worker_main
 from tests.processes import run_python
 
 NOWHERE_DB = "postgresql+psycopg2://nobody@127.0.0.1:9/nothing"
@@ -86,7 +85,7 @@ def test_worker_refuses_every_bad_key_before_connecting(
 ) -> None:
     key, expected = BAD_KEYS[case]
     bad_env(key)
-    status = worker_main([])
+    status = cli_main(["consume"])
     err = capsys.readouterr().err
     assert_one_line(status, err, expected, "error: MasterKeyError: ")
     if key and key.strip():

@@ -579,17 +579,18 @@ def test_settings_are_validated() -> None:
 def test_main_needs_a_database_and_a_broker(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from entrypoints.relay_process import main
+    from entrypoints.cli import main
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     with pytest.raises(SystemExit) as exit_info:
-        main(["--bootstrap-servers", "127.0.0.1:9"])
+        main(["relay", "--bootstrap-servers", "127.0.0.1:9"])
     assert exit_info.value.code == 2
     assert "DATABASE_URL" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(
             [
+                "relay",
                 "--database-url",
                 "postgresql+psycopg2://u@h/db",
                 "--batch-size",
@@ -603,6 +604,7 @@ def test_main_needs_a_database_and_a_broker(
     with pytest.raises(SystemExit) as exit_info:
         main(
             [
+                "relay",
                 "--database-url",
                 "postgresql+psycopg2://u@h/db",
                 "--bootstrap-servers",
