@@ -1,9 +1,9 @@
 """The ``orderflow`` command line: database, keys, connections, orders, the push log, processes.
 
 One command tree built with click (``entrypoints.cli_admin``,
-``entrypoints.cli_pipeline``): typed parameters, ``--help`` at every level, no
-chained parsers. Every command prints one clear line on error; no command
-prints a secret (configs are shown masked). Exit status: 0 done; 1 the input
+``entrypoints.cli_pipeline``, ``entrypoints.cli_processes``): typed parameters,
+``--help`` at every level, no chained parsers. Every command prints one clear
+line on error; no command prints a secret (configs are shown masked). Exit status: 0 done; 1 the input
 was invalid (a file, a config, an order, an id that does not exist) or the
 operation failed; 2 usage only: the command line itself is wrong (an unknown
 command, a missing or malformed flag, a flag combination, a required setting
@@ -23,7 +23,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from domain.errors import OrderFlowError
-from entrypoints import cli_admin, cli_pipeline
+from entrypoints import cli_admin, cli_pipeline, cli_processes
 from entrypoints.cli_pipeline import ORDER_FILE_HELP
 from entrypoints.cli_support import (
     EXIT_FAILED,
@@ -59,12 +59,12 @@ def build_cli() -> click.Group:
     def orderflow(ctx: click.Context) -> None:
         """OrderFlow ERP push pipeline: operate and inspect."""
         # The processes configure their own logging (--log-level, timestamps, pid).
-        if ctx.invoked_subcommand not in cli_pipeline.PROCESSES:
+        if ctx.invoked_subcommand not in cli_processes.PROCESSES:
             cli = ctx.find_object(CliContext)
             level = cli.settings.log_level if cli is not None else "WARNING"
             logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
-    for command in (*cli_admin.COMMANDS, *cli_pipeline.COMMANDS):
+    for command in (*cli_admin.COMMANDS, *cli_pipeline.COMMANDS, *cli_processes.COMMANDS):
         orderflow.add_command(command)
     return orderflow
 

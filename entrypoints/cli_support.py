@@ -1,8 +1,8 @@
 """What every ``orderflow`` command shares: errors, parameter types, JSON in and out.
 
 The CLI is built with click (one command tree, typed parameters, help at every
-level); the commands are in ``entrypoints.cli_admin`` and ``entrypoints.cli_pipeline``,
-the tree and ``main`` in ``entrypoints.cli``.
+level); the commands are in ``entrypoints.cli_admin``, ``entrypoints.cli_pipeline`` and
+``entrypoints.cli_processes``, the tree and ``main`` in ``entrypoints.cli``.
 """
 
 from __future__ import annotations

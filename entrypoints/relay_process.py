@@ -1,6 +1,6 @@
 """``orderflow relay``: the relay process, from its parsed flags to its exit status.
 
-The flags are click options of the ``relay`` command (``entrypoints.cli_pipeline``,
+The flags are click options of the ``relay`` command (``entrypoints.cli_processes``,
 the shared ones from ``entrypoints.process_args``); this module turns them into a
 :class:`~entrypoints.relay_wiring.RelayConfig` (:func:`relay_config`) and runs the
 relay with logging configured (:func:`run`): 0 on a clean stop, 1 on a failure.

@@ -4,7 +4,7 @@
   connects (flags, defaulting to ``$DATABASE_URL`` / ``$KAFKA_BOOTSTRAP_SERVERS``),
   its topics and group, and the loop's tuning (:class:`~consumer.worker.WorkerSettings`,
   including the retry schedule); :func:`worker_config` builds it of the parsed flags
-  of ``orderflow consume`` (click options of the command in ``entrypoints.cli_pipeline``).
+  of ``orderflow consume`` (click options of the command in ``entrypoints.cli_processes``).
   The master key is not a setting: the cipher reads ``ENCRYPTION_MASTER_KEY``
   where it is used, so it never appears in a repr.
 * :func:`build_worker` - a :class:`~consumer.worker.PushWorker` wired to

@@ -49,7 +49,7 @@ How it works (DESIGN.md §1, issue 3 item 2):
 Ports (``domain.outbox_ports``): :class:`OutboxSource` (the PostgreSQL side,
 ``adapters.postgres.outbox_relay``) and :class:`EventSink` (the Kafka side,
 ``adapters.kafka.event_sink``). The process (``orderflow relay``) is wired in
-``entrypoints.relay_process``.
+``entrypoints.relay_wiring`` and run by ``entrypoints.relay_process``.
 
 Size: about 500 lines, kept whole because the engine is one state machine (leader
 loop, passes, the in-flight window, marking, reconnects) whose methods share its
