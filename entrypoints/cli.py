@@ -2,14 +2,14 @@
 
 One command tree built with click (``entrypoints.cli_admin``,
 ``entrypoints.cli_pipeline``, ``entrypoints.cli_processes``): typed parameters,
-``--help`` at every level, no chained parsers. Every command prints one clear
-line on error; no command prints a secret (configs are shown masked). Exit status: 0 done; 1 the input
-was invalid (a file, a config, an order, an id that does not exist) or the
-operation failed; 2 usage only: the command line itself is wrong (an unknown
-command, a missing or malformed flag, a flag combination, a required setting
-such as ``DATABASE_URL`` not set). A malformed command line prints its usage
-line and ``orderflow: error: ...`` and exits 2, as ``--help`` exits 0
-(``SystemExit``), so scripts see what they saw with argparse.
+``--help`` at every level, no chained parsers. Every command prints one clear line on
+error; no command prints a secret (configs are shown masked). Exit status: 0 done; 1 the
+input was invalid (a file, a config, an order, an id that does not exist) or the
+operation failed; 2 usage only: the command line itself is wrong (an unknown command, a
+missing or malformed flag, a flag combination, a required setting such as
+``DATABASE_URL`` not set). A malformed command line prints its usage line and
+``orderflow: error: ...`` and exits 2, as ``--help`` exits 0 (``SystemExit``), so
+scripts see what they saw with argparse.
 """
 
 from __future__ import annotations
