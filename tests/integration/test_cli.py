@@ -248,7 +248,7 @@ def test_process_commands_show_their_own_help(
         main([process, "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"usage: orderflow {process} ")
+    assert out.startswith(f"Usage: orderflow {process} ")  # click's usage line
     assert "--topic-prefix" in out
 
 

@@ -311,4 +311,4 @@ def test_process_help_names_the_orderflow_command(process: str) -> None:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    assert usage("-m", "entrypoints.cli", process).startswith(f"usage: orderflow {process} ")
+    assert usage("-m", "entrypoints.cli", process).startswith(f"Usage: orderflow {process} ")
