@@ -29,7 +29,6 @@ import argparse
 import json
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results: dict[str, dict[str, float]] = {}
     with scratch_database(Services.from_env()) as url:
-        run: Callable[[str], dict[str, float]] = lambda s: measure(url, s, args.rows, args.batch)  # noqa: E731
         for strategy in STRATEGIES:
-            results[strategy] = run(strategy)
+            results[strategy] = measure(url, strategy, args.rows, args.batch)
             print(strategy, json.dumps({k: round(v, 1) for k, v in results[strategy].items()}))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")

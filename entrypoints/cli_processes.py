@@ -9,6 +9,8 @@ when a command runs (they load Kafka, SQLAlchemy and the connectors).
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from consumer.handling import RetrySettings
@@ -158,35 +160,13 @@ def _instance_id(_ctx: click.Context, _param: click.Parameter, value: str | None
     help="static group membership (Kafka group.instance.id): a worker restarted with "
     "the same id gets its partitions back at once, without a rebalance of the group",
 )
-def consume(
-    *,
-    services: ServiceOptions,
-    group: str,
-    concurrency: int,
-    pipelines: int,
-    batch_size: int,
-    max_retries: int,
-    retry_delay_base: float,
-    retry_tiers: int,
-    lease_seconds: float,
-    instance_id: str | None,
-) -> None:
+def consume(*, services: ServiceOptions, **flags: Any) -> None:
     """Run the push worker (Kafka requests/retries -> ERP) until SIGTERM."""
     # Looked up when the command runs: tests.integration._worker_main wraps worker_config.
+    # The flags go on by name: worker_config's keyword parameters are the typed list.
     from entrypoints import worker_process
 
-    config = worker_process.worker_config(
-        services,
-        group=group,
-        concurrency=concurrency,
-        pipelines=pipelines,
-        batch_size=batch_size,
-        max_retries=max_retries,
-        retry_delay_base=retry_delay_base,
-        retry_tiers=retry_tiers,
-        lease_seconds=lease_seconds,
-        instance_id=instance_id,
-    )
+    config = worker_process.worker_config(services, **flags)
     finish(worker_process.run(config, log_level=services.log_level))
 
 

@@ -77,7 +77,7 @@ from domain.outbox_ports import (
 )
 from domain.repositories import RepositoryError
 from producer.relay_settings import RelayExit, RelaySettings, RelayStats
-from producer.relay_support import DbThread, Pass, Waker
+from producer.relay_support import Completions, DbThread, Pass, Waker
 
 _log = logging.getLogger("orderflow.relay")
 
@@ -118,9 +118,7 @@ class OutboxRelay:
         self._waker: Waker | None = None
         self._db: DbThread | None = None
         self._in_flight: set[int] = set()
-        self._acked: list[int] = []
-        #: Completions submitted to the database thread, with their ids.
-        self._marking: list[tuple[Future[int], list[int]]] = []
+        self._completions = Completions(source.mark_published, self.stats)
         #: The next batch, claimed ahead on the database thread.
         self._prefetch: Future[Sequence[ClaimedRow]] | None = None
         self._failed = False
@@ -369,7 +367,7 @@ class OutboxRelay:
             # Even an id no longer tracked (sent before a reset) was delivered:
             # marking it is correct and saves a duplicate.
             self._in_flight.difference_update(acked)
-            self._acked.extend(acked)
+            self._completions.waiting.extend(acked)
             self.stats.acked += len(acked)
         for delivery in deliveries.failed:
             if delivery.token in self._in_flight:
@@ -383,40 +381,15 @@ class OutboxRelay:
                 )
 
     def _mark_if_due(self) -> None:
-        if len(self._acked) >= self.settings.batch_size:
-            self._mark_async()
-
-    def _mark_async(self) -> None:
-        """Submit the acknowledged ids for completion on the database thread."""
-        if self._acked:
-            ids, self._acked = self._acked, []
-            self._marking.append((self._database().submit(self._source.mark_published, ids), ids))
-        self._reap_marks(block=False)
+        """Submit the acknowledged ids once a batch of them is waiting; count finished marks."""
+        if len(self._completions.waiting) >= self.settings.batch_size:
+            self._completions.submit(self._database())
+            self._completions.reap(block=False)
 
     def _mark(self) -> None:
         """Complete every acknowledged event now (waits for earlier completions too)."""
-        self._mark_async()
-        self._reap_marks(block=True)
-
-    def _reap_marks(self, *, block: bool) -> None:
-        """Account finished completions; a failed one puts its ids back, then raises."""
-        pending: list[tuple[Future[int], list[int]]] = []
-        error: BaseException | None = None
-        for future, ids in self._marking:
-            if not block and not future.done():
-                pending.append((future, ids))
-                continue
-            try:
-                future.result()
-            except BaseException as exc:
-                # Kept for the next attempt (after a reconnect): they were delivered.
-                self._acked.extend(ids)
-                error = error or exc
-            else:
-                self.stats.marked += len(ids)
-        self._marking = pending
-        if error is not None:
-            raise error
+        self._completions.submit(self._database())
+        self._completions.reap(block=True)
 
     def _log_progress(self) -> None:
         now = self._clock()
@@ -445,7 +418,7 @@ class OutboxRelay:
             with contextlib.suppress(*self._source_errors):
                 future.result()
         with contextlib.suppress(*self._source_errors):
-            self._reap_marks(block=True)
+            self._completions.reap(block=True)
 
     def _reset_after_source_loss(self, sink: EventSink | None) -> EventSink | None:
         """Keep the acknowledgements that can still come; forget the rest of the window."""
@@ -494,7 +467,7 @@ class OutboxRelay:
                 _log.warning(
                     "Could not mark %d acknowledged event(s) published (%s); they will be "
                     "sent again",
-                    len(self._acked),
+                    len(self._completions.waiting),
                     exc,
                 )
         finally:

@@ -1,4 +1,4 @@
-"""The relay engine's helpers: a pass over the backlog, the stop pipe, the database thread."""
+"""The relay engine's helpers: backlog passes, stop pipe, database thread, completions."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from producer.relay_settings import RelayStats
 
 
 @dataclass
@@ -90,3 +92,49 @@ class DbThread:
     def close(self) -> None:
         """Finish what was queued and stop the thread."""
         self._executor.shutdown(wait=True)
+
+
+class Completions:
+    """Acknowledged event ids on their way to ``mark_published``, and the marks in flight.
+
+    Ids wait here until a batch is due, then their mark runs on the
+    :class:`DbThread` while the relay produces on. A mark that fails puts its ids
+    back (they were delivered; the next mark, after a reconnect, records them)
+    and its error is raised by :meth:`reap`, once the others are counted in
+    ``stats.marked``.
+    """
+
+    def __init__(self, mark_published: Callable[[list[int]], int], stats: RelayStats) -> None:
+        self._mark_published = mark_published
+        self._stats = stats
+        #: Acknowledged ids not yet submitted.
+        self.waiting: list[int] = []
+        self._marking: list[tuple[Future[int], list[int]]] = []
+
+    def submit(self, db: DbThread) -> None:
+        """Hand every waiting id to one mark on ``db``."""
+        if self.waiting:
+            ids, self.waiting = self.waiting, []
+            self._marking.append((db.submit(self._mark_published, ids), ids))
+
+    def reap(self, *, block: bool) -> None:
+        """Count finished marks in ``stats.marked`` (waiting for every mark if ``block``).
+
+        Raises the first failed mark's error, after its ids went back to :attr:`waiting`.
+        """
+        pending: list[tuple[Future[int], list[int]]] = []
+        error: BaseException | None = None
+        for future, ids in self._marking:
+            if not block and not future.done():
+                pending.append((future, ids))
+                continue
+            try:
+                future.result()
+            except BaseException as exc:
+                self.waiting.extend(ids)
+                error = error or exc
+            else:
+                self._stats.marked += len(ids)
+        self._marking = pending
+        if error is not None:
+            raise error
